@@ -1,0 +1,43 @@
+# Every habit of the project. `make help` lists them.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PORT ?= 8000
+
+.PHONY: help setup demo test test-fast lint typecheck bench services clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[all,dev]'
+	touch $(STAMP)
+
+setup: $(STAMP) ## Create .venv and install Modelport with every extra
+
+demo: $(STAMP) ## Train example models, register, deploy, serve on 127.0.0.1:$(PORT)
+	$(BIN)/modelport --home .modelport demo --workdir demo --port $(PORT)
+
+services: ## Start PostgreSQL and Redis if they are down (fails if they cannot start)
+	scripts/services.sh
+
+test: $(STAMP) services ## Run the whole test suite
+	$(BIN)/pytest -n 2 -q
+
+test-fast: $(STAMP) ## Unit tests only
+	$(BIN)/pytest -q tests/unit
+
+lint: $(STAMP) ## ruff
+	$(BIN)/ruff check src tests bench
+
+typecheck: $(STAMP) ## mypy on src
+	$(BIN)/mypy
+
+bench: $(STAMP) ## Serving benchmark: Modelport vs plain FastAPI, same run
+	$(BIN)/python bench/serve_bench.py
+
+clean: ## Remove demo state
+	rm -rf .modelport demo

@@ -1,0 +1,84 @@
+"""Settings: one object, read from ``MODELPORT_*`` environment variables and arguments.
+
+Built once (by the CLI, the app factory or `modelport.Client`) and passed down;
+nothing reads the environment at import time.
+
+Example::
+
+    settings = Settings(home="/srv/modelport", registry_url="postgresql://db/modelport")
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Where state lives and how the server behaves."""
+
+    model_config = SettingsConfigDict(env_prefix="MODELPORT_", extra="forbid")
+
+    home: Path = Field(
+        default=Path(".modelport"),
+        description="Folder for all embedded state: registry database, artifacts.",
+    )
+    registry_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the registry database; default: SQLite file in home. "
+        "postgresql://user@host/db uses PostgreSQL (psycopg 3).",
+    )
+    artifact_root: Path | None = Field(
+        default=None, description="Folder of the content-addressed artifact store; default home/artifacts."
+    )
+    env: str = Field(default="production", description="Environment a server serves.")
+    host: str = Field(default="127.0.0.1", description="Address the server binds to.")
+    port: int = Field(default=8000, description="Port the server listens on.")
+    max_body_bytes: int = Field(
+        default=16 * 1024 * 1024, description="Largest request body accepted (413 above it)."
+    )
+    max_loaded_models: int = Field(
+        default=32, description="Most model versions kept in memory; least recently used go first."
+    )
+    max_loaded_bytes: int | None = Field(
+        default=None,
+        description="Memory budget in bytes for loaded models (artifact size as the estimate).",
+    )
+    load_mode: Literal["eager", "lazy"] = Field(
+        default="eager",
+        description="eager: load every deployed model at start; lazy: on first request.",
+    )
+    load_wait_seconds: float = Field(
+        default=5.0,
+        description="How long a request waits for its model to finish loading before a 503.",
+    )
+    poll_interval_seconds: float = Field(
+        default=1.0, description="How often the server checks the registry for changes."
+    )
+    runtime_threads: int = Field(
+        default=1, description="Threads each loaded model may use (intra-op / OpenMP)."
+    )
+    user: str | None = Field(
+        default=None, description="Who is acting, recorded on registrations and deployments."
+    )
+
+    @property
+    def database_url(self) -> str:
+        if self.registry_url:
+            return normalize_db_url(self.registry_url)
+        return f"sqlite:///{(self.home / 'registry.db').resolve()}"
+
+    @property
+    def artifacts_path(self) -> Path:
+        return self.artifact_root or self.home / "artifacts"
+
+
+def normalize_db_url(url: str) -> str:
+    """``postgresql://`` and ``postgres://`` mean psycopg 3 here."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url

@@ -1,0 +1,103 @@
+"""Fixtures every tier shares: settings in tmp_path, registry databases, tiny models."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from modelport.settings import Settings
+
+if TYPE_CHECKING:
+    from modelport.client import Client
+
+PG_ADMIN_URL = os.environ.get(
+    "MODELPORT_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test, dropped afterwards."""
+    name = f"mp_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as exc:
+        pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is not reachable: {exc}")
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The registry database, once per backend: the same tests run on both."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'registry.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(home=tmp_path / "home", user="tester", poll_interval_seconds=0.1)
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[Client]:
+    from modelport.client import Client
+
+    c = Client(settings)
+    yield c
+    c.close()
+
+
+def classification_data(n: int = 200, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(rng.normal(size=(n, 4)), columns=["a", "b", "c", "d"])
+    y = (frame["a"] + 0.5 * frame["b"] - frame["c"] > 0).astype(int).to_numpy()
+    return frame, y
+
+
+def regression_data(n: int = 200, seed: int = 1) -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(rng.normal(size=(n, 4)), columns=["a", "b", "c", "d"])
+    y = (3 * frame["a"] - 2 * frame["b"] + rng.normal(scale=0.1, size=n)).to_numpy()
+    return frame, y
+
+
+@pytest.fixture
+def sklearn_classifier(tmp_path: Path) -> tuple[Path, pd.DataFrame]:
+    """A tiny logistic regression saved with skops, and its training frame."""
+    import skops.io as sio
+    from sklearn.linear_model import LogisticRegression
+
+    frame, y = classification_data()
+    model = LogisticRegression().fit(frame, y)
+    path = tmp_path / "clf.skops"
+    sio.dump(model, path)
+    return path, frame
+
+
+@pytest.fixture
+def sklearn_regressor(tmp_path: Path) -> tuple[Path, pd.DataFrame]:
+    import skops.io as sio
+    from sklearn.linear_model import Ridge
+
+    frame, y = regression_data()
+    path = tmp_path / "reg.skops"
+    sio.dump(Ridge().fit(frame, y), path)
+    return path, frame
