@@ -110,9 +110,10 @@ class LocalArtifactStore:
             try:
                 os.rename(staging, final)
             except OSError:
-                # Another writer stored the same content first: theirs is identical.
+                # The same content is stored already (perhaps under another name, or by
+                # a concurrent writer): add this name beside it.
                 if not (final / ref.name).exists():
-                    raise
+                    os.rename(staging / ref.name, final / ref.name)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return ref

@@ -1,0 +1,310 @@
+"""The Python API: register, alias, deploy and call models, on the local registry.
+
+The CLI and the HTTP control routes are thin layers over this class.
+
+Example::
+
+    import modelport
+    client = modelport.Client()
+    mv = client.register_model("fraud", "fraud.skops", owner="ana@example.com",
+                               sample_input=train_frame.head(500))
+    client.deploy("fraud", f"models:/fraud/{mv.version}", env="production")
+"""
+
+from __future__ import annotations
+
+import getpass
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from modelport.artifacts import ArtifactRef, LocalArtifactStore
+from modelport.errors import InvalidInput, ModelportError, NotFound, UntrustedArtifact
+from modelport.profile import compute_profile
+from modelport.registry import (
+    Deployment,
+    DeploymentEvent,
+    DeploymentSpec,
+    Model,
+    ModelVersion,
+    Registry,
+)
+from modelport.runtimes import detect_flavor, get_runtime, needs_trust, save_model
+from modelport.runtimes.base import LoadContext, Prediction, Runtime
+from modelport.settings import Settings
+from modelport.signature import ColumnType, OutputSpec, Signature, column_type_of, sample_frame
+from modelport.uri import ModelRef, check_name, parse_model_uri
+
+REFERENCE_ROWS = 1000
+REFERENCE_NAME = "reference.parquet"
+
+
+def output_specs(prediction: Prediction | None, task: str, classes: list[Any] | None) -> list[OutputSpec]:
+    """Describe a version's outputs from what it returned on the sample (or its task)."""
+    if task == "classification" and classes is not None:
+        label_type: ColumnType = "string" if any(isinstance(c, str) for c in classes) else "long"
+        return [
+            OutputSpec("label", label_type),
+            OutputSpec("probabilities", "double", (-1, len(classes))),
+        ]
+    if prediction is None:
+        return [OutputSpec("prediction", "double")]
+    return [
+        OutputSpec(name, column_type_of(np.asarray(arr).dtype), (-1, *np.asarray(arr).shape[1:]))
+        for name, arr in prediction.outputs.items()
+    ]
+
+
+def load_runtime(
+    version: ModelVersion, artifacts: LocalArtifactStore, *, threads: int = 1, verify: bool = True
+) -> Runtime:
+    """Load a version's runtime from the artifact store, checking its hash first."""
+    if verify:
+        artifacts.verify(version.artifact)
+    runtime = get_runtime(version.flavor)
+    runtime.load(
+        LoadContext(
+            path=artifacts.local_path(version.artifact),
+            signature=version.signature,
+            trusted=version.trusted,
+            num_threads=threads,
+        )
+    )
+    return runtime
+
+
+class Client:
+    """Register, find, alias and deploy model versions."""
+
+    def __init__(self, settings: Settings | None = None, *, registry: Registry | None = None) -> None:
+        self.settings = settings or Settings()
+        self.registry = registry or Registry(self.settings.database_url)
+        self.artifacts = LocalArtifactStore(self.settings.artifacts_path)
+
+    @property
+    def user(self) -> str:
+        return self.settings.user or getpass.getuser()
+
+    def close(self) -> None:
+        self.registry.close()
+
+    # -- registration --------------------------------------------------------
+
+    def register_model(
+        self,
+        name: str,
+        path: str | Path,
+        *,
+        flavor: str | None = None,
+        owner: str | None = None,
+        team: str | None = None,
+        sample_input: Any = None,
+        signature: Signature | Mapping[str, Any] | None = None,
+        metrics: Mapping[str, float] | None = None,
+        tags: Mapping[str, str] | None = None,
+        description: str = "",
+        trust: bool = False,
+    ) -> ModelVersion:
+        """Store an artifact and record it as the next version of ``name``.
+
+        The artifact is loaded (and run on ``sample_input`` when given) before anything
+        is recorded, so a corrupt or incompatible file never becomes a version.
+        """
+        check_name("model", name)
+        path = Path(path)
+        if not path.exists():
+            raise InvalidInput(f"artifact {path} does not exist", hint="check the path")
+        flavor = flavor or detect_flavor(path)
+        if needs_trust(path, flavor) and not trust:
+            raise UntrustedArtifact(
+                f"{path.name} is a {flavor} artifact whose loading runs arbitrary Python code",
+                hint="check where it comes from, then register it with --trust "
+                "(trust=True), or save the model in a safe format (skops, ONNX, native "
+                "XGBoost/LightGBM)",
+            )
+        ref = self.artifacts.put(path)
+        frame = sample_frame(sample_input) if sample_input is not None else None
+        sig = self._signature(signature, frame)
+        if frame is not None:
+            frame = frame[sig.column_names]
+        runtime = get_runtime(flavor)
+        runtime.load(
+            LoadContext(
+                path=self.artifacts.local_path(ref),
+                signature=sig,
+                trusted=trust,
+                num_threads=self.settings.runtime_threads,
+            )
+        )
+        try:
+            prediction = None
+            if frame is not None:
+                prediction = runtime.predict(sig.coerce({c: frame[c].to_numpy() for c in frame}))
+            task = str(getattr(runtime, "task", "other"))
+            classes = getattr(runtime, "classes", None)
+            classes = [_plain(c) for c in classes] if classes is not None else None
+        finally:
+            runtime.unload()
+        sig = sig.with_outputs(output_specs(prediction, task, classes))
+        profile, sample_sha = None, None
+        if frame is not None:
+            sample = frame.head(REFERENCE_ROWS)
+            outputs = {k: v[: len(sample)] for k, v in prediction.outputs.items()} if prediction else None
+            profile = compute_profile(sample, outputs)
+            sample_sha = self._store_sample(sample).sha256
+        return self.registry.create_version(
+            name,
+            artifact=ref,
+            flavor=flavor,
+            signature=sig,
+            task=task,
+            classes=classes,
+            metrics={k: float(v) for k, v in (metrics or {}).items()},
+            tags={k: str(v) for k, v in (tags or {}).items()},
+            description=description,
+            owner=owner,
+            team=team,
+            profile=profile,
+            sample_sha256=sample_sha,
+            trusted=trust,
+            created_by=self.user,
+        )
+
+    def _signature(
+        self, signature: Signature | Mapping[str, Any] | None, frame: pd.DataFrame | None
+    ) -> Signature:
+        if isinstance(signature, Signature):
+            return signature
+        if signature is not None:
+            return Signature.from_dict(signature)
+        if frame is None:
+            raise InvalidInput(
+                "no signature and no sample input: Modelport cannot tell which columns "
+                "the model takes",
+                hint="pass sample_input (a few training rows, e.g. --sample data.csv) or a signature",
+            )
+        return Signature.infer(frame)
+
+    def _store_sample(self, sample: pd.DataFrame) -> ArtifactRef:
+        with tempfile.TemporaryDirectory() as tmp:
+            target = Path(tmp) / REFERENCE_NAME
+            sample.to_parquet(target, index=False)
+            return self.artifacts.put(target)
+
+    def reference_sample(self, version: ModelVersion) -> pd.DataFrame | None:
+        """The training rows stored with a version at registration, if any."""
+        if version.sample_sha256 is None:
+            return None
+        ref = ArtifactRef(sha256=version.sample_sha256, name=REFERENCE_NAME, size=0)
+        return pd.read_parquet(self.artifacts.local_path(ref))
+
+    def log_model(
+        self,
+        model: Any,
+        name: str,
+        *,
+        sample_input: Any = None,
+        **kwargs: Any,
+    ) -> ModelVersion:
+        """Save an in-memory model in its safe format and register it (see `register_model`)."""
+        names = getattr(model, "feature_names_in_", None)
+        if sample_input is not None and not isinstance(sample_input, pd.DataFrame | Mapping):
+            sample_input = sample_frame(sample_input, list(names) if names is not None else None)
+        with tempfile.TemporaryDirectory() as tmp:
+            saved = save_model(model, Path(tmp))
+            return self.register_model(
+                name, saved.path, flavor=saved.flavor, sample_input=sample_input, **kwargs
+            )
+
+    # -- lookup --------------------------------------------------------------
+
+    def get_model(self, name: str) -> Model:
+        return self.registry.get_model(name)
+
+    def list_models(self) -> list[Model]:
+        return self.registry.list_models()
+
+    def list_versions(self, name: str) -> list[ModelVersion]:
+        return self.registry.list_versions(name)
+
+    def get_version(self, uri: str | ModelRef) -> ModelVersion:
+        """The version a URI names (``models:/fraud/3``, ``models:/fraud@champion``)."""
+        ref = parse_model_uri(uri) if isinstance(uri, str) else uri
+        return self.registry.resolve(ref)
+
+    def set_alias(self, name: str, alias: str, version: int) -> None:
+        self.registry.set_alias(name, alias, version, actor=self.user)
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        self.registry.delete_alias(name, alias)
+
+    # -- deployment ----------------------------------------------------------
+
+    def deploy(
+        self, endpoint: str, uri: str, *, env: str = "production", reason: str | None = None
+    ) -> Deployment:
+        """Point ``endpoint`` in ``env`` at the version ``uri`` names (aliases resolve now)."""
+        version = self.get_version(uri)
+        spec = DeploymentSpec.single(version.name, version.version, source=uri)
+        return self.registry.set_deployment(env, endpoint, spec, actor=self.user, reason=reason)
+
+    def undeploy(self, endpoint: str, *, env: str = "production") -> None:
+        self.registry.delete_deployment(env, endpoint, actor=self.user)
+
+    def deployments(self, env: str | None = None) -> list[Deployment]:
+        return self.registry.list_deployments(env)
+
+    def get_deployment(self, endpoint: str, *, env: str = "production") -> Deployment:
+        return self.registry.get_deployment(env, endpoint)
+
+    def history(self, endpoint: str, *, env: str = "production") -> list[DeploymentEvent]:
+        return self.registry.history(env, endpoint)
+
+    def promote(self, endpoint: str, *, source: str = "staging", target: str = "production") -> Deployment:
+        """Make ``target`` serve exactly what ``source`` serves for ``endpoint``."""
+        current = self.registry.get_deployment(source, endpoint)
+        return self.registry.set_deployment(
+            target,
+            endpoint,
+            current.spec,
+            action="promote",
+            actor=self.user,
+            reason=f"promoted from {source} (revision {current.revision})",
+        )
+
+    # -- in-process prediction -----------------------------------------------
+
+    def load(self, uri: str) -> tuple[ModelVersion, Runtime]:
+        """Load a version in this process (hash checked), e.g. for notebooks and tests."""
+        version = self.get_version(uri)
+        return version, load_runtime(version, self.artifacts, threads=self.settings.runtime_threads)
+
+    def predict(self, uri: str, data: Any) -> Prediction:
+        """Predict with a registered version in this process; input is checked like a request."""
+        version, runtime = self.load(uri)
+        try:
+            frame = sample_frame(data, version.signature.column_names)
+            columns = version.signature.coerce({c: frame[c].to_numpy() for c in frame})
+            return runtime.predict(columns)
+        finally:
+            runtime.unload()
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def log_model(model: Any, name: str, *, sample_input: Any = None, **kwargs: Any) -> ModelVersion:
+    """Register an in-memory model with a default `Client` (settings from the environment)."""
+    client = Client()
+    try:
+        return client.log_model(model, name, sample_input=sample_input, **kwargs)
+    finally:
+        client.close()
+
+
+__all__ = ["Client", "ModelportError", "NotFound", "log_model"]

@@ -1,0 +1,56 @@
+"""The app factory: one ASGI app with the data plane, the Open Inference Protocol and
+the control API, sharing one `Settings`, `Client` and `DataPlane`.
+
+Example::
+
+    app = create_app(Settings(env="staging"))
+    uvicorn.run(app, host="127.0.0.1", port=8000)
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from modelport import __version__
+from modelport.client import Client
+from modelport.errors import ModelportError
+from modelport.serving import http
+from modelport.serving.dataplane import DataPlane
+from modelport.serving.routes import control, native, v2
+from modelport.serving.state import AppState
+from modelport.settings import Settings
+
+
+def create_app(settings: Settings | None = None, *, client: Client | None = None) -> FastAPI:
+    """Build the server for ``settings.env``; models load when the app starts."""
+    settings = settings or Settings()
+    client = client or Client(settings)
+    plane = DataPlane(settings, client.registry, client.artifacts)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await plane.start()
+        try:
+            yield
+        finally:
+            await plane.stop()
+
+    app = FastAPI(
+        title="Modelport",
+        version=__version__,
+        description="Model serving: native predict API, Open Inference Protocol V2, control API.",
+        lifespan=lifespan,
+    )
+    app.state.modelport = AppState(settings=settings, client=client, plane=plane)
+    app.add_exception_handler(ModelportError, http.modelport_error_handler)
+    app.add_exception_handler(StarletteHTTPException, http.http_error_handler)
+    app.add_exception_handler(RequestValidationError, http.validation_error_handler)
+    app.include_router(native.router)
+    app.include_router(v2.router)
+    app.include_router(control.router)
+    return app

@@ -1,0 +1,145 @@
+"""Request and response bodies of the native predict route.
+
+Accepts MLflow's scoring JSON shapes and CSV:
+
+- ``{"dataframe_split": {"columns": [...], "data": [[...], ...]}}``
+- ``{"dataframe_records": [{"col": value, ...}, ...]}``
+- ``{"instances": [{...}, ...]}`` or ``{"instances": [[...], ...]}``
+- ``{"inputs": {"col": [...], ...}}`` or ``{"inputs": [[...], ...]}``
+- ``text/csv`` with a header row.
+
+Decoding yields named columns (or positional rows); the signature does the checking.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import orjson
+
+from modelport.errors import InvalidInput
+from modelport.runtimes.base import Prediction
+from modelport.serving.dataplane import PredictResult, RawInput
+
+SHAPES = ("dataframe_split", "dataframe_records", "instances", "inputs")
+
+
+def parse_json(body: bytes) -> Any:
+    if not body:
+        raise InvalidInput("the request body is empty", hint="send a JSON object")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"the request body is not valid JSON: {exc}") from exc
+
+
+def _records(records: Any, where: str) -> dict[str, list[Any]]:
+    if not isinstance(records, list) or not all(isinstance(r, Mapping) for r in records):
+        raise InvalidInput(f"'{where}' must be a list of objects (one per row)")
+    names: dict[str, None] = {}
+    for record in records:
+        names.update(dict.fromkeys(record))
+    return {name: [r.get(name) for r in records] for name in names}
+
+
+def _split(split: Any) -> dict[str, Any]:
+    if not isinstance(split, Mapping) or "columns" not in split or "data" not in split:
+        raise InvalidInput(
+            "'dataframe_split' must be an object with 'columns' and 'data'",
+            hint='{"dataframe_split": {"columns": ["a", "b"], "data": [[1, 2]]}}',
+        )
+    columns, data = split["columns"], split["data"]
+    if not isinstance(columns, list) or not isinstance(data, list):
+        raise InvalidInput("'dataframe_split.columns' and '.data' must be lists")
+    for i, row in enumerate(data):
+        if not isinstance(row, list) or len(row) != len(columns):
+            raise InvalidInput(
+                f"'dataframe_split.data' row {i} has "
+                f"{len(row) if isinstance(row, list) else 'no'} values; "
+                f"{len(columns)} columns were named"
+            )
+    return {str(name): [row[i] for row in data] for i, name in enumerate(columns)}
+
+
+def decode_json(payload: Any) -> RawInput:
+    """One of MLflow's scoring shapes -> named columns or positional rows."""
+    if not isinstance(payload, Mapping):
+        raise InvalidInput(
+            "the request body must be a JSON object", hint=f"use one of the keys {list(SHAPES)}"
+        )
+    keys = [k for k in SHAPES if k in payload]
+    if len(keys) != 1:
+        raise InvalidInput(
+            f"the request must have exactly one of {list(SHAPES)}, got {sorted(payload)}",
+            hint='e.g. {"dataframe_records": [{"amount": 12.5, "country": "FR"}]}',
+        )
+    key = keys[0]
+    value = payload[key]
+    if key == "dataframe_split":
+        return _split(value)
+    if key == "dataframe_records":
+        return _records(value, key)
+    if isinstance(value, Mapping):
+        return {str(k): v if isinstance(v, list) else [v] for k, v in value.items()}
+    if isinstance(value, list) and value and isinstance(value[0], Mapping):
+        return _records(value, key)
+    if isinstance(value, list):
+        return value
+    raise InvalidInput(f"'{key}' must be a list or an object of columns")
+
+
+def decode_csv(body: bytes) -> RawInput:
+    """CSV with a header row -> named columns, numbers parsed, empty cells missing."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"the CSV body is not UTF-8: {exc}") from exc
+    rows = list(csv.reader(io.StringIO(text)))
+    if len(rows) < 2:
+        raise InvalidInput("the CSV body needs a header row and at least one data row")
+    header, data = rows[0], rows[1:]
+    for i, row in enumerate(data, start=2):
+        if len(row) != len(header):
+            raise InvalidInput(f"CSV line {i} has {len(row)} cells; the header has {len(header)}")
+    return {name: [_csv_value(r[i]) for r in data] for i, name in enumerate(header)}
+
+
+def _csv_value(cell: str) -> Any:
+    if cell == "":
+        return None
+    for cast in (int, float):
+        try:
+            return cast(cell)
+        except ValueError:
+            continue
+    if cell in ("true", "True"):
+        return True
+    if cell in ("false", "False"):
+        return False
+    return cell
+
+
+def prediction_body(prediction: Prediction) -> dict[str, Any]:
+    """``predictions`` (the primary output) plus every other output, and classes."""
+    body: dict[str, Any] = {}
+    for name, values in prediction.outputs.items():
+        key = "predictions" if name == prediction.primary else name
+        body[key] = np.asarray(values)
+    if prediction.classes is not None:
+        body["classes"] = prediction.classes
+    return body
+
+
+def encode_result(result: PredictResult) -> bytes:
+    body = prediction_body(result.prediction)
+    body.update(
+        model=result.version.name,
+        version=result.version.version,
+        endpoint=result.endpoint,
+        prediction_ids=result.prediction_ids,
+    )
+    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)

@@ -1,0 +1,260 @@
+"""The data plane: what an environment's server does, with no HTTP in it.
+
+It keeps the table of endpoints the environment serves, follows the registry for
+changes (a new version loads beside the old one and takes over only when ready, so
+no request fails during a swap), and answers predictions: validate against the
+signature, run the model off the event loop, return typed outputs. REST, the Open
+Inference Protocol routes and (later) batch and stream consumers all call it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelport.artifacts import LocalArtifactStore
+from modelport.client import load_runtime
+from modelport.errors import ModelportError, NotFound, PredictionFailed, Unavailable
+from modelport.registry import Deployment, ModelVersion, Registry
+from modelport.runtimes.base import Prediction, Runtime
+from modelport.serving.pool import ModelPool
+from modelport.settings import Settings
+from modelport.signature import Columns
+
+log = logging.getLogger(__name__)
+
+#: Decoded request input: named columns, or positional rows in signature order.
+RawInput = Mapping[str, Any] | Sequence[Any]
+
+
+@dataclass
+class EndpointState:
+    """An endpoint as this server sees it: what it serves now and what is on its way."""
+
+    deployment: Deployment
+    versions: dict[int, ModelVersion]
+    pending: Deployment | None = None
+    error: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.deployment.endpoint
+
+    @property
+    def version(self) -> ModelVersion:
+        primary = self.deployment.spec.primary
+        return self.versions[primary.version]
+
+
+@dataclass
+class PredictResult:
+    endpoint: str
+    version: ModelVersion
+    prediction: Prediction
+    prediction_ids: list[str]
+    latency_s: float
+    rows: int = field(default=0)
+
+
+def new_prediction_ids(n: int) -> list[str]:
+    raw = os.urandom(16 * n).hex()
+    return [raw[i * 32 : (i + 1) * 32] for i in range(n)]
+
+
+class DataPlane:
+    """Serve every endpoint of one environment."""
+
+    def __init__(self, settings: Settings, registry: Registry, artifacts: LocalArtifactStore) -> None:
+        self.settings = settings
+        self.env = settings.env
+        self.registry = registry
+        self.artifacts = artifacts
+        self.pool = ModelPool(
+            self._load, max_models=settings.max_loaded_models, max_bytes=settings.max_loaded_bytes
+        )
+        self.endpoints: dict[str, EndpointState] = {}
+        self._synced = False
+        self._watcher: asyncio.Task[None] | None = None
+        self._executor = ThreadPoolExecutor(max_workers=max(4, os.cpu_count() or 1))
+
+    def _load(self, version: ModelVersion) -> Runtime:
+        return load_runtime(version, self.artifacts, threads=self.settings.runtime_threads)
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.sync()
+        self._watcher = asyncio.get_running_loop().create_task(self._watch())
+
+    async def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            try:
+                await self._watcher
+            except asyncio.CancelledError:
+                pass
+        await self.pool.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.poll_interval_seconds)
+            try:
+                await self.sync()
+            except Exception:  # the registry being briefly away must not stop serving
+                log.exception("could not read deployments from the registry; will retry")
+
+    async def sync(self) -> None:
+        """Bring the endpoint table in line with the registry's deployments."""
+        deployments = await asyncio.to_thread(self.registry.list_deployments, self.env)
+        seen = {d.endpoint for d in deployments}
+        for gone in set(self.endpoints) - seen:
+            log.info("endpoint %s undeployed", gone)
+            del self.endpoints[gone]
+        changes = [d for d in deployments if self._is_new(d)]
+        await asyncio.gather(*(self._apply(d) for d in changes))
+        self._pin()
+        self._synced = True
+
+    def _is_new(self, deployment: Deployment) -> bool:
+        state = self.endpoints.get(deployment.endpoint)
+        if state is None:
+            return True
+        current = state.pending or state.deployment
+        return deployment.revision != current.revision or deployment.spec != current.spec
+
+    async def _apply(self, deployment: Deployment) -> None:
+        versions = {
+            v.version: await asyncio.to_thread(self.registry.get_version, v.model, v.version)
+            for v in deployment.spec.variants
+        }
+        state = self.endpoints.get(deployment.endpoint)
+        if state is None:
+            state = EndpointState(deployment=deployment, versions=versions)
+            self.endpoints[deployment.endpoint] = state
+            if self.settings.load_mode == "eager":
+                await self._load_all(state, versions)
+            return
+        state.pending = deployment
+        if self.settings.load_mode == "eager":
+            ok = await self._load_all(state, versions)
+            if not ok and state.pending is deployment:
+                return  # keep serving the old version; the error is on the endpoint
+        if state.pending is deployment:
+            state.deployment, state.versions, state.pending = deployment, versions, None
+            state.error = None
+            log.info("endpoint %s now serves %s", deployment.endpoint, state.version.uri)
+
+    async def _load_all(self, state: EndpointState, versions: dict[int, ModelVersion]) -> bool:
+        slots = await asyncio.gather(*(self.pool.wait_loaded(v) for v in versions.values()))
+        errors = [f"{s.version.uri}: {s.error}" for s in slots if s.state == "failed"]
+        state.error = "; ".join(errors) or None
+        return not errors
+
+    def _pin(self) -> None:
+        self.pool.pin(
+            {(v.name, v.version) for s in self.endpoints.values() for v in s.versions.values()}
+        )
+
+    # -- health --------------------------------------------------------------
+
+    def is_ready(self) -> bool:
+        """Ready when the deployments were read and, in eager mode, every one is loaded."""
+        if not self._synced:
+            return False
+        if self.settings.load_mode == "lazy":
+            return True
+        return all(
+            self.pool.state((s.version.name, s.version.version)) in ("ready", "failed")
+            for s in self.endpoints.values()
+        )
+
+    def endpoint_ready(self, endpoint: str, version: int | None = None) -> bool:
+        state = self.endpoint(endpoint)
+        mv = state.versions.get(version) if version is not None else state.version
+        if mv is None:
+            return False
+        return self.pool.state((mv.name, mv.version)) == "ready"
+
+    # -- prediction ----------------------------------------------------------
+
+    def endpoint(self, name: str) -> EndpointState:
+        state = self.endpoints.get(name)
+        if state is None:
+            raise NotFound(
+                f"endpoint {name!r} is not served in environment {self.env!r}",
+                hint=f"endpoints served here: {sorted(self.endpoints)}",
+            )
+        return state
+
+    async def version_for(self, endpoint: str, version: int | None) -> ModelVersion:
+        """The version a request should use: the deployment's, or one it names."""
+        state = self.endpoint(endpoint)
+        if version is None:
+            return state.version
+        if version in state.versions:
+            return state.versions[version]
+        model = state.version.name
+        return await asyncio.to_thread(self.registry.get_version, model, version)
+
+    async def predict(
+        self, endpoint: str, raw: RawInput, *, version: int | None = None
+    ) -> PredictResult:
+        """Validate ``raw`` against the version's signature and predict."""
+        started = time.perf_counter()
+        mv = await self.version_for(endpoint, version)
+        if isinstance(raw, Mapping):
+            columns = mv.signature.coerce(raw)
+        else:
+            columns = mv.signature.coerce_matrix(raw)
+        runtime = await self.pool.get(mv, self.settings.load_wait_seconds)
+        prediction = await self._run(runtime, columns, mv)
+        n = len(next(iter(columns.values())))
+        return PredictResult(
+            endpoint=endpoint,
+            version=mv,
+            prediction=prediction,
+            prediction_ids=new_prediction_ids(n),
+            latency_s=time.perf_counter() - started,
+            rows=n,
+        )
+
+    async def _run(self, runtime: Runtime, columns: Columns, mv: ModelVersion) -> Prediction:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, runtime.predict, columns)
+        except ModelportError:
+            raise
+        except Exception as exc:
+            raise PredictionFailed(f"{mv.uri} raised {type(exc).__name__}: {exc}") from exc
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Every endpoint with what it serves and its state, for status pages and the CLI."""
+        out = []
+        for name in sorted(self.endpoints):
+            state = self.endpoints[name]
+            mv = state.version
+            out.append(
+                {
+                    "endpoint": name,
+                    "environment": self.env,
+                    "model": mv.name,
+                    "version": mv.version,
+                    "revision": state.deployment.revision,
+                    "state": self.pool.state((mv.name, mv.version)) or "not loaded",
+                    "pending_revision": state.pending.revision if state.pending else None,
+                    "error": state.error,
+                }
+            )
+        return out
+
+
+def require_ready(plane: DataPlane, endpoint: str) -> None:
+    if not plane.endpoint_ready(endpoint):
+        raise Unavailable(f"endpoint {endpoint!r} is not ready", retry_after=1)

@@ -1,0 +1,224 @@
+"""Open Inference Protocol (KServe V2) over REST, as KServe and Triton define it.
+
+``{name}`` is an endpoint of the served environment; ``{version}`` a version of the
+model it serves. Inputs are matched to the signature by name (one tensor per column,
+shape ``[n]`` or ``[n, 1]``), or one ``[n, k]`` tensor holds every column in
+signature order. Classifiers answer ``label`` and ``probabilities``; regressors
+``prediction``. Errors are ``{"error": "..."}``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from modelport import __version__
+from modelport.errors import InvalidInput, NotFound
+from modelport.registry import ModelVersion
+from modelport.runtimes.base import Prediction
+from modelport.serving.codecs import parse_json
+from modelport.serving.dataplane import RawInput
+from modelport.serving.http import json_response, read_body
+from modelport.serving.state import app_state
+from modelport.signature import V2_DATATYPES
+
+router = APIRouter(prefix="/v2", tags=["open inference protocol"])
+
+_NUMPY_V2: dict[str, str] = {
+    "b": "BOOL",
+    "f8": "FP64",
+    "f4": "FP32",
+    "f2": "FP16",
+    "i8": "INT64",
+    "i4": "INT32",
+    "i2": "INT16",
+    "i1": "INT8",
+    "u8": "UINT64",
+    "u4": "UINT32",
+    "u2": "UINT16",
+    "u1": "UINT8",
+}
+_CHECK: dict[str, tuple[type, ...]] = {
+    "BOOL": (bool,),
+    "BYTES": (str,),
+}
+
+
+def v2_datatype(arr: np.ndarray) -> str:
+    if arr.dtype.kind == "b":
+        return "BOOL"
+    if arr.dtype.kind in "OUS":
+        return "BYTES"
+    return _NUMPY_V2.get(f"{arr.dtype.kind}{arr.dtype.itemsize}", "FP64")
+
+
+def _flatten(data: Any) -> list[Any]:
+    if not isinstance(data, list):
+        return [data]
+    if data and isinstance(data[0], list):
+        return [x for row in data for x in _flatten(row)]
+    return data
+
+
+def _tensor(spec: Any, index: int) -> tuple[str, np.ndarray]:
+    if not isinstance(spec, Mapping):
+        raise InvalidInput(f"inputs[{index}] must be an object with name, shape, datatype, data")
+    missing = [k for k in ("name", "shape", "datatype", "data") if k not in spec]
+    if missing:
+        raise InvalidInput(f"inputs[{index}] lacks {missing}")
+    name, shape, datatype = spec["name"], spec["shape"], spec["datatype"]
+    if not isinstance(shape, list) or not all(isinstance(s, int) and s >= 0 for s in shape):
+        raise InvalidInput(f"input '{name}': shape must be a list of non-negative integers")
+    flat = _flatten(spec["data"])
+    if len(flat) != math.prod(shape):
+        raise InvalidInput(
+            f"input '{name}': shape {shape} needs {math.prod(shape)} values, got {len(flat)}"
+        )
+    expected = _CHECK.get(datatype)
+    if datatype not in _CHECK and datatype not in _NUMPY_V2.values():
+        raise InvalidInput(f"input '{name}': unknown datatype {datatype!r}")
+    if expected is not None:
+        bad = next((v for v in flat if not isinstance(v, expected)), None)
+        if bad is not None:
+            raise InvalidInput(f"input '{name}' is {datatype} but holds {bad!r}")
+    elif any(isinstance(v, bool | str) or v is None for v in flat):
+        raise InvalidInput(f"input '{name}' is {datatype} but holds non-numeric values")
+    arr = np.array(flat, dtype=object if datatype in _CHECK else float).reshape(shape)
+    return str(name), arr
+
+
+def decode_infer(payload: Any, version: ModelVersion) -> RawInput:
+    """A V2 inference request -> named columns or positional rows."""
+    if not isinstance(payload, Mapping) or not isinstance(payload.get("inputs"), list):
+        raise InvalidInput("a V2 inference request needs an 'inputs' list")
+    tensors = dict(_tensor(spec, i) for i, spec in enumerate(payload["inputs"]))
+    columns = version.signature.column_names
+    if len(tensors) == 1 and next(iter(tensors)) not in columns:
+        (name, arr), = tensors.items()
+        if arr.ndim != 2:
+            raise InvalidInput(
+                f"input '{name}' is not a signature column, so it must be a [rows, "
+                f"{len(columns)}] tensor of every column in order {columns}"
+            )
+        return arr.tolist()
+    unknown = sorted(set(tensors) - set(columns))
+    if unknown:
+        raise InvalidInput(f"unknown input(s) {unknown}; the model takes {columns}")
+    out: dict[str, Any] = {}
+    for name, arr in tensors.items():
+        if arr.ndim == 2 and arr.shape[1] == 1:
+            arr = arr[:, 0]
+        if arr.ndim != 1:
+            raise InvalidInput(f"input '{name}' must have shape [rows] or [rows, 1]")
+        out[name] = arr.tolist()
+    return out
+
+
+def encode_outputs(prediction: Prediction, requested: Any) -> list[dict[str, Any]]:
+    names = list(prediction.outputs)
+    if requested:
+        wanted = [o.get("name") if isinstance(o, Mapping) else None for o in requested]
+        unknown = [w for w in wanted if w not in prediction.outputs]
+        if unknown:
+            raise InvalidInput(f"unknown output(s) {unknown}; the model gives {names}")
+        names = [str(w) for w in wanted]
+    outputs = []
+    for name in names:
+        arr = np.asarray(prediction.outputs[name])
+        data = arr.astype(str) if arr.dtype.kind in "OU" else arr
+        outputs.append(
+            {
+                "name": name,
+                "shape": list(arr.shape),
+                "datatype": v2_datatype(arr),
+                "data": data.reshape(-1).tolist(),
+            }
+        )
+    return outputs
+
+
+def model_metadata(endpoint: str, version: ModelVersion, versions: list[str]) -> dict[str, Any]:
+    sig = version.signature
+    return {
+        "name": endpoint,
+        "versions": versions,
+        "platform": version.flavor,
+        "inputs": [
+            {"name": c.name, "datatype": V2_DATATYPES[c.type], "shape": [-1]} for c in sig.inputs
+        ],
+        "outputs": [
+            {"name": o.name, "datatype": V2_DATATYPES[o.type], "shape": list(o.shape)}
+            for o in sig.outputs
+        ],
+    }
+
+
+def _version_number(version: str | None) -> int | None:
+    if version is None:
+        return None
+    if not version.isdigit():
+        raise NotFound(f"version {version!r} is not a version number")
+    return int(version)
+
+
+@router.get("")
+async def server_metadata() -> Response:
+    return json_response({"name": "modelport", "version": __version__, "extensions": []})
+
+
+@router.get("/health/live")
+async def live() -> Response:
+    return json_response({"live": True})
+
+
+@router.get("/health/ready")
+async def ready(request: Request) -> Response:
+    is_ready = app_state(request).plane.is_ready()
+    return json_response({"ready": is_ready}, 200 if is_ready else 503)
+
+
+@router.get("/models/{name}")
+@router.get("/models/{name}/versions/{version}")
+async def metadata(name: str, request: Request, version: str | None = None) -> Response:
+    plane = app_state(request).plane
+    mv = await plane.version_for(name, _version_number(version))
+    served = [str(v) for v in sorted(plane.endpoint(name).versions)]
+    return json_response(model_metadata(name, mv, served))
+
+
+@router.get("/models/{name}/ready")
+@router.get("/models/{name}/versions/{version}/ready")
+async def model_ready(name: str, request: Request, version: str | None = None) -> Response:
+    is_ready = app_state(request).plane.endpoint_ready(name, _version_number(version))
+    return json_response({"name": name, "ready": is_ready}, 200 if is_ready else 503)
+
+
+_INFER_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"type": "object", "required": ["inputs"]}}},
+    }
+}
+
+
+@router.post("/models/{name}/infer", openapi_extra=_INFER_BODY)
+@router.post("/models/{name}/versions/{version}/infer", openapi_extra=_INFER_BODY)
+async def infer(name: str, request: Request, version: str | None = None) -> Response:
+    state = app_state(request)
+    payload = parse_json(await read_body(request, state.settings.max_body_bytes))
+    mv = await state.plane.version_for(name, _version_number(version))
+    raw = decode_infer(payload, mv)
+    result = await state.plane.predict(name, raw, version=mv.version)
+    body: dict[str, Any] = {
+        "model_name": name,
+        "model_version": str(result.version.version),
+        "outputs": encode_outputs(result.prediction, payload.get("outputs")),
+    }
+    if "id" in payload:
+        body["id"] = payload["id"]
+    return json_response(body)
