@@ -4,7 +4,9 @@
 model it serves. Inputs are matched to the signature by name (one tensor per column,
 shape ``[n]`` or ``[n, 1]``), or one ``[n, k]`` tensor holds every column in
 signature order. Classifiers answer ``label`` and ``probabilities``; regressors
-``prediction``. Errors are ``{"error": "..."}``.
+``prediction``. Errors are ``{"error": "..."}``. The binary tensor data extension
+(``Inference-Header-Content-Length``, as Triton's and KServe's clients send by
+default) is understood both ways.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from modelport.registry import ModelVersion
 from modelport.runtimes.base import Prediction
 from modelport.serving.codecs import parse_json
 from modelport.serving.dataplane import RawInput
-from modelport.serving.http import json_response, read_body
+from modelport.serving.http import dumps, json_response, read_body
 from modelport.serving.state import app_state
 from modelport.signature import V2_DATATYPES
 
@@ -65,16 +67,46 @@ def _flatten(data: Any) -> list[Any]:
     return data
 
 
-def _tensor(spec: Any, index: int) -> tuple[str, np.ndarray]:
+_NUMPY_OF: dict[str, str] = {v: k for k, v in _NUMPY_V2.items() if k != "b"}
+
+
+def _from_binary(name: str, datatype: str, shape: list[int], raw: bytes) -> list[Any]:
+    """Decode a tensor sent with the binary data extension (Triton, KServe)."""
+    if datatype == "BYTES":
+        items, pos = [], 0
+        while pos < len(raw):
+            size = int.from_bytes(raw[pos : pos + 4], "little")
+            items.append(raw[pos + 4 : pos + 4 + size].decode("utf-8", errors="replace"))
+            pos += 4 + size
+        return items
+    dtype = np.dtype(bool) if datatype == "BOOL" else np.dtype("<" + _NUMPY_OF.get(datatype, "f8"))
+    if datatype not in _NUMPY_OF and datatype != "BOOL":
+        raise InvalidInput(f"input '{name}': unknown datatype {datatype!r}")
+    if len(raw) != math.prod(shape) * dtype.itemsize:
+        raise InvalidInput(
+            f"input '{name}': shape {shape} of {datatype} needs "
+            f"{math.prod(shape) * dtype.itemsize} bytes, got {len(raw)}"
+        )
+    return np.frombuffer(raw, dtype=dtype).tolist()  # type: ignore[no-any-return]
+
+
+def _tensor(spec: Any, index: int, binary: memoryview | None = None) -> tuple[str, np.ndarray]:
     if not isinstance(spec, Mapping):
         raise InvalidInput(f"inputs[{index}] must be an object with name, shape, datatype, data")
-    missing = [k for k in ("name", "shape", "datatype", "data") if k not in spec]
+    size = (spec.get("parameters") or {}).get("binary_data_size")
+    needed = ("name", "shape", "datatype") if size is not None else ("name", "shape", "datatype", "data")
+    missing = [k for k in needed if k not in spec]
     if missing:
         raise InvalidInput(f"inputs[{index}] lacks {missing}")
     name, shape, datatype = spec["name"], spec["shape"], spec["datatype"]
     if not isinstance(shape, list) or not all(isinstance(s, int) and s >= 0 for s in shape):
         raise InvalidInput(f"input '{name}': shape must be a list of non-negative integers")
-    flat = _flatten(spec["data"])
+    if size is not None:
+        if binary is None or not isinstance(size, int) or size > len(binary):
+            raise InvalidInput(f"input '{name}': binary_data_size {size} is past the body's end")
+        flat = _from_binary(name, datatype, shape, bytes(binary[:size]))
+    else:
+        flat = _flatten(spec["data"])
     if len(flat) != math.prod(shape):
         raise InvalidInput(
             f"input '{name}': shape {shape} needs {math.prod(shape)} values, got {len(flat)}"
@@ -92,11 +124,21 @@ def _tensor(spec: Any, index: int) -> tuple[str, np.ndarray]:
     return str(name), arr
 
 
-def decode_infer(payload: Any, version: ModelVersion) -> RawInput:
-    """A V2 inference request -> named columns or positional rows."""
+def _tensors(payload: Mapping[str, Any], binary: bytes) -> dict[str, np.ndarray]:
+    view, pos, tensors = memoryview(binary), 0, {}
+    for i, spec in enumerate(payload["inputs"]):
+        name, arr = _tensor(spec, i, view[pos:])
+        size = (spec.get("parameters") or {}).get("binary_data_size")
+        pos += size if isinstance(size, int) else 0
+        tensors[name] = arr
+    return tensors
+
+
+def decode_infer(payload: Any, version: ModelVersion, binary: bytes = b"") -> RawInput:
+    """A V2 inference request (JSON, plus binary tensors if any) -> columns or rows."""
     if not isinstance(payload, Mapping) or not isinstance(payload.get("inputs"), list):
         raise InvalidInput("a V2 inference request needs an 'inputs' list")
-    tensors = dict(_tensor(spec, i) for i, spec in enumerate(payload["inputs"]))
+    tensors = _tensors(payload, binary)
     columns = version.signature.column_names
     if len(tensors) == 1 and next(iter(tensors)) not in columns:
         (name, arr), = tensors.items()
@@ -119,27 +161,45 @@ def decode_infer(payload: Any, version: ModelVersion) -> RawInput:
     return out
 
 
-def encode_outputs(prediction: Prediction, requested: Any) -> list[dict[str, Any]]:
+def _to_binary(arr: np.ndarray, datatype: str) -> bytes:
+    if datatype == "BYTES":
+        parts = [str(v).encode() for v in arr.reshape(-1)]
+        return b"".join(len(p).to_bytes(4, "little") + p for p in parts)
+    return np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<")).tobytes()
+
+
+def encode_outputs(
+    prediction: Prediction, payload: Mapping[str, Any]
+) -> tuple[list[dict[str, Any]], bytes]:
+    """Outputs as V2 tensors; those asked for as binary go in the returned bytes."""
     names = list(prediction.outputs)
+    binary_default = bool((payload.get("parameters") or {}).get("binary_data_output", False))
+    as_binary = dict.fromkeys(names, binary_default)
+    requested = payload.get("outputs")
     if requested:
         wanted = [o.get("name") if isinstance(o, Mapping) else None for o in requested]
         unknown = [w for w in wanted if w not in prediction.outputs]
         if unknown:
             raise InvalidInput(f"unknown output(s) {unknown}; the model gives {names}")
         names = [str(w) for w in wanted]
-    outputs = []
+        as_binary = {
+            str(o["name"]): bool((o.get("parameters") or {}).get("binary_data", binary_default))
+            for o in requested
+        }
+    outputs, chunks = [], []
     for name in names:
         arr = np.asarray(prediction.outputs[name])
-        data = arr.astype(str) if arr.dtype.kind in "OU" else arr
-        outputs.append(
-            {
-                "name": name,
-                "shape": list(arr.shape),
-                "datatype": v2_datatype(arr),
-                "data": data.reshape(-1).tolist(),
-            }
-        )
-    return outputs
+        datatype = v2_datatype(arr)
+        tensor: dict[str, Any] = {"name": name, "shape": list(arr.shape), "datatype": datatype}
+        if as_binary[name]:
+            chunk = _to_binary(arr, datatype)
+            tensor["parameters"] = {"binary_data_size": len(chunk)}
+            chunks.append(chunk)
+        else:
+            data = arr.astype(str) if arr.dtype.kind in "OU" else arr
+            tensor["data"] = data.reshape(-1).tolist()
+        outputs.append(tensor)
+    return outputs, b"".join(chunks)
 
 
 def model_metadata(endpoint: str, version: ModelVersion, versions: list[str]) -> dict[str, Any]:
@@ -198,6 +258,8 @@ async def model_ready(name: str, request: Request, version: str | None = None) -
     return json_response({"name": name, "ready": is_ready}, 200 if is_ready else 503)
 
 
+_HEADER_LENGTH = "Inference-Header-Content-Length"
+
 _INFER_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -210,15 +272,35 @@ _INFER_BODY: dict[str, Any] = {
 @router.post("/models/{name}/versions/{version}/infer", openapi_extra=_INFER_BODY)
 async def infer(name: str, request: Request, version: str | None = None) -> Response:
     state = app_state(request)
-    payload = parse_json(await read_body(request, state.settings.max_body_bytes))
+    body = await read_body(request, state.settings.max_body_bytes)
+    header = request.headers.get(_HEADER_LENGTH)
+    split = _header_length(header, len(body)) if header is not None else len(body)
+    payload = parse_json(body[:split])
     mv = await state.plane.version_for(name, _version_number(version))
-    raw = decode_infer(payload, mv)
+    raw = decode_infer(payload, mv, body[split:])
     result = await state.plane.predict(name, raw, version=mv.version)
-    body: dict[str, Any] = {
+    outputs, binary = encode_outputs(result.prediction, payload)
+    answer: dict[str, Any] = {
         "model_name": name,
         "model_version": str(result.version.version),
-        "outputs": encode_outputs(result.prediction, payload.get("outputs")),
+        "outputs": outputs,
     }
     if "id" in payload:
-        body["id"] = payload["id"]
-    return json_response(body)
+        answer["id"] = payload["id"]
+    if not binary:
+        return json_response(answer)
+    encoded = dumps(answer)
+    return Response(
+        encoded + binary,
+        media_type="application/octet-stream",
+        headers={_HEADER_LENGTH: str(len(encoded))},
+    )
+
+
+def _header_length(value: str, body_size: int) -> int:
+    if not value.isdigit() or int(value) > body_size:
+        raise InvalidInput(
+            f"{_HEADER_LENGTH} is {value!r} but the body has {body_size} bytes",
+            hint="it must give the size of the JSON part that starts the body",
+        )
+    return int(value)

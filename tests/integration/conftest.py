@@ -1,0 +1,96 @@
+"""Integration tier: the real server in its own process on a free port."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+
+from modelport.client import Client
+from modelport.settings import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class LiveServer:
+    url: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def start_server(env: dict[str, str], log: Path, *args: str, timeout: float = 60) -> LiveServer:
+    port = free_port()
+    cmd = [
+        sys.executable, "-m", "modelport.cli.main", "serve",
+        "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", *args,
+    ]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    server = LiveServer(f"http://127.0.0.1:{port}", port, proc, log)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{server.output()}")
+        try:
+            if httpx.get(f"{server.url}/v2/health/ready", timeout=1).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"server not ready after {timeout}s:\n{server.output()}")
+
+
+def stop_server(server: LiveServer) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
+    """Start `modelport serve` for a settings object; stopped after the test."""
+    started: list[LiveServer] = []
+
+    def run(settings: Settings, *args: str) -> LiveServer:
+        env = os.environ | {
+            "MODELPORT_HOME": str(settings.home),
+            "MODELPORT_POLL_INTERVAL_SECONDS": "0.2",
+        }
+        if settings.registry_url:
+            env["MODELPORT_REGISTRY_URL"] = settings.registry_url
+        server = start_server(env, tmp_path / f"server-{len(started)}.log", *args)
+        started.append(server)
+        return server
+
+    yield run
+    for server in started:
+        stop_server(server)
+
+
+@pytest.fixture
+def deployed_clf(client: Client, sklearn_classifier: tuple[Path, pd.DataFrame]) -> Client:
+    path, frame = sklearn_classifier
+    client.register_model("clf", path, owner="ana@example.com", sample_input=frame)
+    client.deploy("clf", "models:/clf/1", env="production")
+    return client
