@@ -11,15 +11,17 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from modelport import __version__, errors
-from modelport.client import Client
 from modelport.settings import Settings
+
+if TYPE_CHECKING:
+    from modelport.client import Client
 
 EXIT_CODES: dict[type[errors.ModelportError], int] = {
     errors.InvalidInput: 3,
@@ -52,6 +54,8 @@ class Ctx:
     @property
     def client(self) -> Client:
         if self._client is None:
+            from modelport.client import Client
+
             self._client = Client(self.settings)
         return self._client
 

@@ -22,8 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
@@ -41,6 +39,8 @@ from modelport.signature import Signature
 from modelport.uri import ModelRef, check_name
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
+#: The newest migration; `migrate` skips Alembic entirely when the database has it.
+HEAD_REVISION = "0001"
 _PG_MIGRATION_LOCK = 0x6D6F_6465  # "mode": one migration at a time per database
 
 
@@ -77,8 +77,20 @@ def create_registry_engine(url: str) -> Engine:
     return engine
 
 
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        if not sa.inspect(conn).has_table("alembic_version"):
+            return None
+        return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+
+
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest migration, one process at a time."""
+    if current_revision(engine) == HEAD_REVISION:
+        return
+    from alembic import command
+    from alembic.config import Config
+
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})

@@ -143,3 +143,14 @@ def test_migrations_run_once_for_concurrent_openers(tmp_path: Path) -> None:
     for p in procs:
         p.join(timeout=60)
     assert sorted(numbers) == list(range(1, 7))
+
+
+def test_head_revision_constant_matches_the_migrations() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from modelport.registry.store import _MIGRATIONS, HEAD_REVISION
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_MIGRATIONS))
+    assert ScriptDirectory.from_config(cfg).get_current_head() == HEAD_REVISION
