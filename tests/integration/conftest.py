@@ -36,8 +36,10 @@ class LiveServer:
         return self.log.read_text(errors="replace")
 
 
-def start_server(env: dict[str, str], log: Path, *args: str, timeout: float = 60) -> LiveServer:
-    port = free_port()
+def start_server(
+    env: dict[str, str], log: Path, *args: str, port: int | None = None, timeout: float = 60
+) -> LiveServer:
+    port = port or free_port()
     cmd = [
         sys.executable, "-m", "modelport.cli.main", "serve",
         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", *args,
