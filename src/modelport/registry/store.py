@@ -176,19 +176,25 @@ class Registry:
         row = conn.execute(sa.select(t.models).where(t.models.c.name == name)).first()
         now = _now()
         if row is None:
-            result = conn.execute(
-                t.models.insert().values(
-                    name=name,
-                    description=description or "",
-                    owner=owner,
-                    team=team,
-                    tags=tags or {},
-                    latest_version=0,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
-            return int(result.inserted_primary_key[0])  # type: ignore[index]
+            try:
+                # A savepoint, so that losing a race to create the same model leaves
+                # this transaction usable (PostgreSQL aborts it on an error otherwise).
+                with conn.begin_nested():
+                    result = conn.execute(
+                        t.models.insert().values(
+                            name=name,
+                            description=description or "",
+                            owner=owner,
+                            team=team,
+                            tags=tags or {},
+                            latest_version=0,
+                            created_at=now,
+                            updated_at=now,
+                        )
+                    )
+                return int(result.inserted_primary_key[0])  # type: ignore[index]
+            except sa.exc.IntegrityError:
+                row = conn.execute(sa.select(t.models).where(t.models.c.name == name)).one()
         changes: dict[str, Any] = {
             k: v
             for k, v in {"owner": owner, "team": team, "description": description, "tags": tags}

@@ -21,13 +21,18 @@ from modelport.client import Client
 from modelport.errors import ModelportError
 from modelport.serving import http
 from modelport.serving.dataplane import DataPlane
+from modelport.serving.fastpath import FastPath
 from modelport.serving.routes import control, native, v2
 from modelport.serving.state import AppState
 from modelport.settings import Settings
 
 
-def create_app(settings: Settings | None = None, *, client: Client | None = None) -> FastAPI:
-    """Build the server for ``settings.env``; models load when the app starts."""
+def create_app(settings: Settings | None = None, *, client: Client | None = None) -> FastPath:
+    """Build the server for ``settings.env``; models load when the app starts.
+
+    The result is the FastAPI app wrapped in the fast path, which answers predict
+    routes without FastAPI's per-request machinery.
+    """
     settings = settings or Settings()
     client = client or Client(settings)
     plane = DataPlane(settings, client.registry, client.artifacts)
@@ -53,4 +58,4 @@ def create_app(settings: Settings | None = None, *, client: Client | None = None
     app.include_router(native.router)
     app.include_router(v2.router)
     app.include_router(control.router)
-    return app
+    return FastPath(app, plane, settings.max_body_bytes)

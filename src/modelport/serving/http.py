@@ -48,12 +48,15 @@ def dumps(body: Any) -> bytes:
     return orjson.dumps(body, default=_default, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-class JSONBytes(Response):
-    media_type = "application/json"
-
-
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return JSONBytes(dumps(body), status_code=status, headers=headers)
+    return Response(dumps(body), status_code=status, headers=headers, media_type="application/json")
+
+
+def reply_response(reply: Any) -> Response:
+    """A `handlers.Reply` as a Starlette response."""
+    return Response(
+        reply.body, reply.status, headers=dict(reply.headers), media_type=reply.media_type
+    )
 
 
 def error_response(exc: errors.ModelportError) -> Response:

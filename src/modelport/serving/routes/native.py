@@ -1,4 +1,8 @@
-"""Native data-plane routes: ``POST /v1/endpoints/{endpoint}/predict`` and endpoint status."""
+"""Native data-plane routes: ``POST /v1/endpoints/{endpoint}/predict`` and endpoint status.
+
+``predict`` is answered by the fast path (`modelport.serving.fastpath`); the route here
+documents it and serves it when the app runs without that layer.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from modelport.serving.codecs import decode_csv, decode_json, encode_result, parse_json
-from modelport.serving.http import JSONBytes, json_response, read_body
+from modelport.serving import handlers
+from modelport.serving.http import json_response, read_body, reply_response
 from modelport.serving.state import app_state
 
 router = APIRouter(tags=["predict"])
@@ -37,9 +41,7 @@ async def predict(endpoint: str, request: Request) -> Response:
     state = app_state(request)
     body = await read_body(request, state.settings.max_body_bytes)
     content_type = request.headers.get("content-type", "application/json")
-    raw = decode_csv(body) if "csv" in content_type else decode_json(parse_json(body))
-    result = await state.plane.predict(endpoint, raw)
-    return JSONBytes(encode_result(result))
+    return reply_response(await handlers.native_predict(state.plane, endpoint, body, content_type))
 
 
 @router.get("/v1/endpoints")

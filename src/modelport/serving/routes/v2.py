@@ -1,229 +1,26 @@
-"""Open Inference Protocol (KServe V2) over REST, as KServe and Triton define it.
+"""Open Inference Protocol (KServe V2) routes, as KServe and Triton define them.
 
 ``{name}`` is an endpoint of the served environment; ``{version}`` a version of the
-model it serves. Inputs are matched to the signature by name (one tensor per column,
-shape ``[n]`` or ``[n, 1]``), or one ``[n, k]`` tensor holds every column in
-signature order. Classifiers answer ``label`` and ``probabilities``; regressors
-``prediction``. Errors are ``{"error": "..."}``. The binary tensor data extension
-(``Inference-Header-Content-Length``, as Triton's and KServe's clients send by
-default) is understood both ways.
+model it serves. The bodies are handled in `modelport.serving.inference_protocol`;
+``infer`` itself is answered by the fast path (`modelport.serving.fastpath`), and the
+route here documents it and serves it when the app runs without that layer.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from modelport import __version__
-from modelport.errors import InvalidInput, NotFound
-from modelport.registry import ModelVersion
-from modelport.runtimes.base import Prediction
-from modelport.serving.codecs import parse_json
-from modelport.serving.dataplane import RawInput
-from modelport.serving.http import dumps, json_response, read_body
+from modelport.serving import handlers
+from modelport.serving.handlers import version_number
+from modelport.serving.inference_protocol import HEADER_LENGTH, model_metadata
+from modelport.serving.http import json_response, read_body, reply_response
 from modelport.serving.state import app_state
-from modelport.signature import V2_DATATYPES
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol"])
-
-_NUMPY_V2: dict[str, str] = {
-    "b": "BOOL",
-    "f8": "FP64",
-    "f4": "FP32",
-    "f2": "FP16",
-    "i8": "INT64",
-    "i4": "INT32",
-    "i2": "INT16",
-    "i1": "INT8",
-    "u8": "UINT64",
-    "u4": "UINT32",
-    "u2": "UINT16",
-    "u1": "UINT8",
-}
-_CHECK: dict[str, tuple[type, ...]] = {
-    "BOOL": (bool,),
-    "BYTES": (str,),
-}
-
-
-def v2_datatype(arr: np.ndarray) -> str:
-    if arr.dtype.kind == "b":
-        return "BOOL"
-    if arr.dtype.kind in "OUS":
-        return "BYTES"
-    return _NUMPY_V2.get(f"{arr.dtype.kind}{arr.dtype.itemsize}", "FP64")
-
-
-def _flatten(data: Any) -> list[Any]:
-    if not isinstance(data, list):
-        return [data]
-    if data and isinstance(data[0], list):
-        return [x for row in data for x in _flatten(row)]
-    return data
-
-
-_NUMPY_OF: dict[str, str] = {v: k for k, v in _NUMPY_V2.items() if k != "b"}
-
-
-def _from_binary(name: str, datatype: str, shape: list[int], raw: bytes) -> list[Any]:
-    """Decode a tensor sent with the binary data extension (Triton, KServe)."""
-    if datatype == "BYTES":
-        items, pos = [], 0
-        while pos < len(raw):
-            size = int.from_bytes(raw[pos : pos + 4], "little")
-            items.append(raw[pos + 4 : pos + 4 + size].decode("utf-8", errors="replace"))
-            pos += 4 + size
-        return items
-    dtype = np.dtype(bool) if datatype == "BOOL" else np.dtype("<" + _NUMPY_OF.get(datatype, "f8"))
-    if datatype not in _NUMPY_OF and datatype != "BOOL":
-        raise InvalidInput(f"input '{name}': unknown datatype {datatype!r}")
-    if len(raw) != math.prod(shape) * dtype.itemsize:
-        raise InvalidInput(
-            f"input '{name}': shape {shape} of {datatype} needs "
-            f"{math.prod(shape) * dtype.itemsize} bytes, got {len(raw)}"
-        )
-    return np.frombuffer(raw, dtype=dtype).tolist()  # type: ignore[no-any-return]
-
-
-def _tensor(spec: Any, index: int, binary: memoryview | None = None) -> tuple[str, np.ndarray]:
-    if not isinstance(spec, Mapping):
-        raise InvalidInput(f"inputs[{index}] must be an object with name, shape, datatype, data")
-    size = (spec.get("parameters") or {}).get("binary_data_size")
-    needed = ("name", "shape", "datatype") if size is not None else ("name", "shape", "datatype", "data")
-    missing = [k for k in needed if k not in spec]
-    if missing:
-        raise InvalidInput(f"inputs[{index}] lacks {missing}")
-    name, shape, datatype = spec["name"], spec["shape"], spec["datatype"]
-    if not isinstance(shape, list) or not all(isinstance(s, int) and s >= 0 for s in shape):
-        raise InvalidInput(f"input '{name}': shape must be a list of non-negative integers")
-    if size is not None:
-        if binary is None or not isinstance(size, int) or size > len(binary):
-            raise InvalidInput(f"input '{name}': binary_data_size {size} is past the body's end")
-        flat = _from_binary(name, datatype, shape, bytes(binary[:size]))
-    else:
-        flat = _flatten(spec["data"])
-    if len(flat) != math.prod(shape):
-        raise InvalidInput(
-            f"input '{name}': shape {shape} needs {math.prod(shape)} values, got {len(flat)}"
-        )
-    expected = _CHECK.get(datatype)
-    if datatype not in _CHECK and datatype not in _NUMPY_V2.values():
-        raise InvalidInput(f"input '{name}': unknown datatype {datatype!r}")
-    if expected is not None:
-        bad = next((v for v in flat if not isinstance(v, expected)), None)
-        if bad is not None:
-            raise InvalidInput(f"input '{name}' is {datatype} but holds {bad!r}")
-    elif any(isinstance(v, bool | str) or v is None for v in flat):
-        raise InvalidInput(f"input '{name}' is {datatype} but holds non-numeric values")
-    arr = np.array(flat, dtype=object if datatype in _CHECK else float).reshape(shape)
-    return str(name), arr
-
-
-def _tensors(payload: Mapping[str, Any], binary: bytes) -> dict[str, np.ndarray]:
-    view, pos, tensors = memoryview(binary), 0, {}
-    for i, spec in enumerate(payload["inputs"]):
-        name, arr = _tensor(spec, i, view[pos:])
-        size = (spec.get("parameters") or {}).get("binary_data_size")
-        pos += size if isinstance(size, int) else 0
-        tensors[name] = arr
-    return tensors
-
-
-def decode_infer(payload: Any, version: ModelVersion, binary: bytes = b"") -> RawInput:
-    """A V2 inference request (JSON, plus binary tensors if any) -> columns or rows."""
-    if not isinstance(payload, Mapping) or not isinstance(payload.get("inputs"), list):
-        raise InvalidInput("a V2 inference request needs an 'inputs' list")
-    tensors = _tensors(payload, binary)
-    columns = version.signature.column_names
-    if len(tensors) == 1 and next(iter(tensors)) not in columns:
-        (name, arr), = tensors.items()
-        if arr.ndim != 2:
-            raise InvalidInput(
-                f"input '{name}' is not a signature column, so it must be a [rows, "
-                f"{len(columns)}] tensor of every column in order {columns}"
-            )
-        return arr.tolist()
-    unknown = sorted(set(tensors) - set(columns))
-    if unknown:
-        raise InvalidInput(f"unknown input(s) {unknown}; the model takes {columns}")
-    out: dict[str, Any] = {}
-    for name, arr in tensors.items():
-        if arr.ndim == 2 and arr.shape[1] == 1:
-            arr = arr[:, 0]
-        if arr.ndim != 1:
-            raise InvalidInput(f"input '{name}' must have shape [rows] or [rows, 1]")
-        out[name] = arr.tolist()
-    return out
-
-
-def _to_binary(arr: np.ndarray, datatype: str) -> bytes:
-    if datatype == "BYTES":
-        parts = [str(v).encode() for v in arr.reshape(-1)]
-        return b"".join(len(p).to_bytes(4, "little") + p for p in parts)
-    return np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<")).tobytes()
-
-
-def encode_outputs(
-    prediction: Prediction, payload: Mapping[str, Any]
-) -> tuple[list[dict[str, Any]], bytes]:
-    """Outputs as V2 tensors; those asked for as binary go in the returned bytes."""
-    names = list(prediction.outputs)
-    binary_default = bool((payload.get("parameters") or {}).get("binary_data_output", False))
-    as_binary = dict.fromkeys(names, binary_default)
-    requested = payload.get("outputs")
-    if requested:
-        wanted = [o.get("name") if isinstance(o, Mapping) else None for o in requested]
-        unknown = [w for w in wanted if w not in prediction.outputs]
-        if unknown:
-            raise InvalidInput(f"unknown output(s) {unknown}; the model gives {names}")
-        names = [str(w) for w in wanted]
-        as_binary = {
-            str(o["name"]): bool((o.get("parameters") or {}).get("binary_data", binary_default))
-            for o in requested
-        }
-    outputs, chunks = [], []
-    for name in names:
-        arr = np.asarray(prediction.outputs[name])
-        datatype = v2_datatype(arr)
-        tensor: dict[str, Any] = {"name": name, "shape": list(arr.shape), "datatype": datatype}
-        if as_binary[name]:
-            chunk = _to_binary(arr, datatype)
-            tensor["parameters"] = {"binary_data_size": len(chunk)}
-            chunks.append(chunk)
-        else:
-            data = arr.astype(str) if arr.dtype.kind in "OU" else arr
-            tensor["data"] = data.reshape(-1).tolist()
-        outputs.append(tensor)
-    return outputs, b"".join(chunks)
-
-
-def model_metadata(endpoint: str, version: ModelVersion, versions: list[str]) -> dict[str, Any]:
-    sig = version.signature
-    return {
-        "name": endpoint,
-        "versions": versions,
-        "platform": version.flavor,
-        "inputs": [
-            {"name": c.name, "datatype": V2_DATATYPES[c.type], "shape": [-1]} for c in sig.inputs
-        ],
-        "outputs": [
-            {"name": o.name, "datatype": V2_DATATYPES[o.type], "shape": list(o.shape)}
-            for o in sig.outputs
-        ],
-    }
-
-
-def _version_number(version: str | None) -> int | None:
-    if version is None:
-        return None
-    if not version.isdigit():
-        raise NotFound(f"version {version!r} is not a version number")
-    return int(version)
 
 
 @router.get("")
@@ -246,7 +43,7 @@ async def ready(request: Request) -> Response:
 @router.get("/models/{name}/versions/{version}")
 async def metadata(name: str, request: Request, version: str | None = None) -> Response:
     plane = app_state(request).plane
-    mv = await plane.version_for(name, _version_number(version))
+    mv = await plane.version_for(name, version_number(version))
     served = [str(v) for v in sorted(plane.endpoint(name).versions)]
     return json_response(model_metadata(name, mv, served))
 
@@ -254,11 +51,9 @@ async def metadata(name: str, request: Request, version: str | None = None) -> R
 @router.get("/models/{name}/ready")
 @router.get("/models/{name}/versions/{version}/ready")
 async def model_ready(name: str, request: Request, version: str | None = None) -> Response:
-    is_ready = app_state(request).plane.endpoint_ready(name, _version_number(version))
+    is_ready = app_state(request).plane.endpoint_ready(name, version_number(version))
     return json_response({"name": name, "ready": is_ready}, 200 if is_ready else 503)
 
-
-_HEADER_LENGTH = "Inference-Header-Content-Length"
 
 _INFER_BODY: dict[str, Any] = {
     "requestBody": {
@@ -271,36 +66,10 @@ _INFER_BODY: dict[str, Any] = {
 @router.post("/models/{name}/infer", openapi_extra=_INFER_BODY)
 @router.post("/models/{name}/versions/{version}/infer", openapi_extra=_INFER_BODY)
 async def infer(name: str, request: Request, version: str | None = None) -> Response:
+    """Inference with V2 tensors (JSON, or the binary tensor data extension)."""
     state = app_state(request)
     body = await read_body(request, state.settings.max_body_bytes)
-    header = request.headers.get(_HEADER_LENGTH)
-    split = _header_length(header, len(body)) if header is not None else len(body)
-    payload = parse_json(body[:split])
-    mv = await state.plane.version_for(name, _version_number(version))
-    raw = decode_infer(payload, mv, body[split:])
-    result = await state.plane.predict(name, raw, version=mv.version)
-    outputs, binary = encode_outputs(result.prediction, payload)
-    answer: dict[str, Any] = {
-        "model_name": name,
-        "model_version": str(result.version.version),
-        "outputs": outputs,
-    }
-    if "id" in payload:
-        answer["id"] = payload["id"]
-    if not binary:
-        return json_response(answer)
-    encoded = dumps(answer)
-    return Response(
-        encoded + binary,
-        media_type="application/octet-stream",
-        headers={_HEADER_LENGTH: str(len(encoded))},
+    reply = await handlers.v2_infer(
+        state.plane, name, version, body, request.headers.get(HEADER_LENGTH)
     )
-
-
-def _header_length(value: str, body_size: int) -> int:
-    if not value.isdigit() or int(value) > body_size:
-        raise InvalidInput(
-            f"{_HEADER_LENGTH} is {value!r} but the body has {body_size} bytes",
-            hint="it must give the size of the JSON part that starts the body",
-        )
-    return int(value)
+    return reply_response(reply)

@@ -1,0 +1,117 @@
+"""The fast path: a bare ASGI layer that answers the predict routes itself.
+
+Predictions skip FastAPI's routing, dependency injection and response classes; every
+other route (health, metadata, control, docs) falls through to the FastAPI app. The
+handlers are the same ones the documented FastAPI routes call.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from modelport import errors
+from modelport.serving import handlers
+from modelport.serving.dataplane import DataPlane
+from modelport.serving.handlers import Reply
+from modelport.serving.http import dumps
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_JSON = b"application/json"
+_INTERNAL = Reply(
+    dumps({"error": "internal error; the server log has the details", "code": "internal"}), 500
+)
+
+
+def too_large(limit: int) -> errors.PayloadTooLarge:
+    return errors.PayloadTooLarge(
+        f"request body is over the limit of {limit} bytes",
+        hint="send fewer rows per request, or raise MODELPORT_MAX_BODY_BYTES",
+    )
+
+
+async def read_limited(receive: Receive, declared: bytes | None, limit: int) -> bytes:
+    """The whole body, refused as soon as it (or its Content-Length) passes ``limit``."""
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise errors.InvalidInput("the client went away before sending the whole body")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise too_large(limit)
+        chunks.append(chunk)
+        more = message.get("more_body", False)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def send_reply(send: Send, reply: Reply) -> None:
+    headers = [
+        (b"content-type", reply.media_type.encode() if reply.media_type != "application/json" else _JSON),
+        (b"content-length", str(len(reply.body)).encode()),
+    ]
+    headers.extend((k.encode(), v.encode()) for k, v in reply.headers)
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    await send({"type": "http.response.body", "body": reply.body})
+
+
+def route(path: str) -> tuple[str, str, str | None] | None:
+    """("native"|"v2", endpoint, version) for a predict path, else None."""
+    parts = path.split("/")
+    if len(parts) == 5 and parts[4] == "predict" and parts[1] == "v1" and parts[2] == "endpoints":
+        return "native", parts[3], None
+    if parts[1:3] != ["v2", "models"] or parts[-1] != "infer":
+        return None
+    if len(parts) == 5:
+        return "v2", parts[3], None
+    if len(parts) == 7 and parts[4] == "versions":
+        return "v2", parts[3], parts[5]
+    return None
+
+
+class FastPath:
+    """Answer ``POST`` predict routes directly; hand everything else to ``app``."""
+
+    def __init__(self, app: ASGIApp, plane: DataPlane, max_body_bytes: int) -> None:
+        self.app = app
+        self.plane = plane
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        target = route(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
+        if target is None:
+            await self.app(scope, receive, send)
+            return
+        try:
+            reply = await self._handle(target, scope, receive)
+        except errors.ModelportError as exc:
+            reply = handlers.error_reply(exc)
+        except Exception:
+            log.exception("unexpected error on %s", scope["path"])
+            reply = _INTERNAL
+        await send_reply(send, reply)
+
+    async def _handle(self, target: tuple[str, str, str | None], scope: Scope, receive: Receive) -> Reply:
+        headers = dict(scope["headers"])
+        body = await read_limited(receive, headers.get(b"content-length"), self.max_body_bytes)
+        kind, endpoint, version = target
+        if kind == "native":
+            content_type = headers.get(b"content-type", _JSON).decode("latin-1")
+            return await handlers.native_predict(self.plane, endpoint, body, content_type)
+        length = headers.get(b"inference-header-content-length")
+        return await handlers.v2_infer(
+            self.plane, endpoint, version, body, length.decode("latin-1") if length else None
+        )

@@ -1,0 +1,81 @@
+"""The predict handlers, free of any web framework: bytes in, a `Reply` out.
+
+Both the fast ASGI path (`fastpath.FastPath`) and the documented FastAPI routes call
+these, so there is one implementation of each predict route.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from modelport import errors
+from modelport.errors import NotFound
+from modelport.serving.codecs import decode_csv, decode_json, encode_result, parse_json
+from modelport.serving.dataplane import DataPlane
+from modelport.serving.http import dumps, status_for
+from modelport.serving.inference_protocol import (
+    HEADER_LENGTH,
+    decode_infer,
+    encode_outputs,
+    header_length,
+)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A response before any framework sees it."""
+
+    body: bytes
+    status: int = 200
+    media_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+def error_reply(exc: errors.ModelportError) -> Reply:
+    headers: tuple[tuple[str, str], ...] = ()
+    if isinstance(exc, errors.Unavailable):
+        headers = (("retry-after", str(exc.retry_after)),)
+    return Reply(dumps(exc.to_dict()), status_for(exc), headers=headers)
+
+
+def version_number(version: str | None) -> int | None:
+    if version is None:
+        return None
+    if not version.isdigit():
+        raise NotFound(f"version {version!r} is not a version number")
+    return int(version)
+
+
+async def native_predict(plane: DataPlane, endpoint: str, body: bytes, content_type: str) -> Reply:
+    """``POST /v1/endpoints/{endpoint}/predict``: MLflow scoring JSON or CSV."""
+    raw = decode_csv(body) if "csv" in content_type else decode_json(parse_json(body))
+    result = await plane.predict(endpoint, raw)
+    return Reply(encode_result(result))
+
+
+async def v2_infer(
+    plane: DataPlane, name: str, version: str | None, body: bytes, json_length: str | None
+) -> Reply:
+    """``POST /v2/models/{name}[/versions/{version}]/infer``, JSON or binary tensors."""
+    split = header_length(json_length, len(body)) if json_length is not None else len(body)
+    payload = parse_json(body[:split])
+    mv = await plane.version_for(name, version_number(version))
+    raw = decode_infer(payload, mv, body[split:])
+    result = await plane.predict(name, raw, version=mv.version)
+    outputs, binary = encode_outputs(result.prediction, payload)
+    answer: dict[str, Any] = {
+        "model_name": name,
+        "model_version": str(result.version.version),
+        "outputs": outputs,
+    }
+    if "id" in payload:
+        answer["id"] = payload["id"]
+    if not binary:
+        return Reply(dumps(answer))
+    encoded = dumps(answer)
+    return Reply(
+        encoded + binary,
+        media_type="application/octet-stream",
+        headers=((HEADER_LENGTH.lower(), str(len(encoded))),),
+    )
