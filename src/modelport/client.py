@@ -43,7 +43,9 @@ REFERENCE_ROWS = 1000
 REFERENCE_NAME = "reference.parquet"
 
 
-def output_specs(prediction: Prediction | None, task: str, classes: list[Any] | None) -> list[OutputSpec]:
+def output_specs(
+    prediction: Prediction | None, task: str, classes: list[Any] | None
+) -> list[OutputSpec]:
     """Describe a version's outputs from what it returned on the sample (or its task)."""
     if task == "classification" and classes is not None:
         label_type: ColumnType = "string" if any(isinstance(c, str) for c in classes) else "long"
@@ -80,7 +82,9 @@ def load_runtime(
 class Client:
     """Register, find, alias and deploy model versions."""
 
-    def __init__(self, settings: Settings | None = None, *, registry: Registry | None = None) -> None:
+    def __init__(
+        self, settings: Settings | None = None, *, registry: Registry | None = None
+    ) -> None:
         self.settings = settings or Settings()
         self.registry = registry or Registry(self.settings.database_url)
         self.artifacts = LocalArtifactStore(self.settings.artifacts_path)
@@ -153,7 +157,9 @@ class Client:
         profile, sample_sha = None, None
         if frame is not None:
             sample = frame.head(REFERENCE_ROWS)
-            outputs = {k: v[: len(sample)] for k, v in prediction.outputs.items()} if prediction else None
+            outputs = (
+                {k: v[: len(sample)] for k, v in prediction.outputs.items()} if prediction else None
+            )
             profile = compute_profile(sample, outputs)
             sample_sha = self._store_sample(sample).sha256
         return self.registry.create_version(
@@ -185,7 +191,8 @@ class Client:
             raise InvalidInput(
                 "no signature and no sample input: Modelport cannot tell which columns "
                 "the model takes",
-                hint="pass sample_input (a few training rows, e.g. --sample data.csv) or a signature",
+                hint="pass sample_input (a few training rows, e.g. --sample data.csv) "
+                "or a signature",
             )
         return Signature.infer(frame)
 
@@ -264,7 +271,9 @@ class Client:
     def history(self, endpoint: str, *, env: str = "production") -> list[DeploymentEvent]:
         return self.registry.history(env, endpoint)
 
-    def promote(self, endpoint: str, *, source: str = "staging", target: str = "production") -> Deployment:
+    def promote(
+        self, endpoint: str, *, source: str = "staging", target: str = "production"
+    ) -> Deployment:
         """Make ``target`` serve exactly what ``source`` serves for ``endpoint``."""
         current = self.registry.get_deployment(source, endpoint)
         return self.registry.set_deployment(

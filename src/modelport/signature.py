@@ -162,8 +162,7 @@ class Signature:
         missing = [c.name for c in self.inputs if c.name not in raw]
         if missing:
             raise SignatureMismatch(
-                f"missing input column(s) {missing}; the signature expects "
-                f"{self.column_names}",
+                f"missing input column(s) {missing}; the signature expects {self.column_names}",
                 hint="send every column the model's signature names",
             )
         out: Columns = {}
@@ -194,7 +193,8 @@ class Signature:
         if matrix.ndim != 2 or matrix.shape[1] != len(self.inputs):
             shape = list(matrix.shape)
             raise SignatureMismatch(
-                f"expected rows of {len(self.inputs)} values {self.column_names}, got shape {shape}",
+                f"expected rows of {len(self.inputs)} values {self.column_names}, "
+                f"got shape {shape}",
                 hint="send one list per row with the columns in signature order, "
                 "or name the columns",
             )
@@ -206,7 +206,7 @@ def _check_type(value: Any) -> ColumnType:
         raise SignatureMismatch(
             f"unknown column type {value!r}", hint=f"use one of {sorted(NUMPY_DTYPES)}"
         )
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 def sample_frame(sample: Any, column_names: Sequence[str] | None = None) -> pd.DataFrame:
@@ -222,9 +222,9 @@ def sample_frame(sample: Any, column_names: Sequence[str] | None = None) -> pd.D
         arr = arr.reshape(-1, 1)
     if arr.ndim != 2:
         raise SignatureMismatch(f"a sample must be 2-D, got shape {list(arr.shape)}")
-    names = list(column_names) if column_names is not None else [
-        f"f{i}" for i in range(arr.shape[1])
-    ]
+    names = (
+        list(column_names) if column_names is not None else [f"f{i}" for i in range(arr.shape[1])]
+    )
     if len(names) != arr.shape[1]:
         raise SignatureMismatch(
             f"{len(names)} column names given for a sample with {arr.shape[1]} columns"
@@ -316,9 +316,8 @@ def _coerce_bool(spec: ColumnSpec, arr: np.ndarray) -> np.ndarray:
     if arr.dtype.kind == "b":
         return arr
     ok = np.fromiter((isinstance(v, bool | np.bool_) for v in arr), bool, len(arr))
-    if not ok.all():
-        if not spec.allow_missing or any(v is not None for v in arr[~ok]):
-            raise _bad_value(spec, arr.astype(object), ok)
+    if not ok.all() and (not spec.allow_missing or any(v is not None for v in arr[~ok])):
+        raise _bad_value(spec, arr.astype(object), ok)
     return np.array([bool(v) if v is not None else False for v in arr], dtype=bool)
 
 

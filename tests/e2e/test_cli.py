@@ -15,7 +15,10 @@ def cli(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProce
     env = os.environ | {"MODELPORT_HOME": str(home), "MODELPORT_USER": "ana", "COLUMNS": "200"}
     result = subprocess.run(
         [sys.executable, "-m", "modelport.cli.main", *args],
-        env=env, capture_output=True, text=True, timeout=120,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     if check:
         assert result.returncode == 0, result.stderr + result.stdout
@@ -30,9 +33,24 @@ def test_register_alias_deploy_promote_history(
     sample = tmp_path / "sample.csv"
     frame.to_csv(sample, index=False)
 
-    out = cli(home, "--json", "models", "register", "fraud", str(path), "--owner", "ana@example.com",
-              "--sample", str(sample), "--metric", "auc=0.91", "--tag", "team=risk",
-              "--alias", "champion")
+    out = cli(
+        home,
+        "--json",
+        "models",
+        "register",
+        "fraud",
+        str(path),
+        "--owner",
+        "ana@example.com",
+        "--sample",
+        str(sample),
+        "--metric",
+        "auc=0.91",
+        "--tag",
+        "team=risk",
+        "--alias",
+        "champion",
+    )
     version = json.loads(out.stdout)
     assert version["version"] == 1 and version["flavor"] == "sklearn"
     assert version["aliases"] == ["champion"] and version["metrics"] == {"auc": 0.91}
@@ -59,7 +77,9 @@ def test_register_alias_deploy_promote_history(
     table = cli(home, "history", "fraud").stdout
     assert "promote" in table and "first" in table
 
-    predicted = json.loads(cli(home, "--json", "predict", "models:/fraud/1", "-i", str(sample)).stdout)
+    predicted = json.loads(
+        cli(home, "--json", "predict", "models:/fraud/1", "-i", str(sample)).stdout
+    )
     assert len(predicted["label"]) == len(frame)
 
 
@@ -84,12 +104,20 @@ def test_errors_have_clear_messages_and_exit_codes(tmp_path: Path) -> None:
 
     corrupt = tmp_path / "model.skops"
     corrupt.write_bytes(b"garbage")
-    broken = cli(home, "models", "register", "m", str(corrupt), "--sample", str(corrupt), check=False)
+    broken = cli(
+        home, "models", "register", "m", str(corrupt), "--sample", str(corrupt), check=False
+    )
     assert broken.returncode == 3
     assert cli(home, "--json", "models", "list").stdout.strip() == "[]"
 
 
 def test_help_everywhere(tmp_path: Path) -> None:
-    for args in (["--help"], ["models", "--help"], ["models", "register", "--help"],
-                 ["deploy", "--help"], ["serve", "--help"], ["apply", "--help"]):
+    for args in (
+        ["--help"],
+        ["models", "--help"],
+        ["models", "register", "--help"],
+        ["deploy", "--help"],
+        ["serve", "--help"],
+        ["apply", "--help"],
+    ):
         assert "Usage" in cli(tmp_path, *args).stdout

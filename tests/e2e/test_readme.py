@@ -29,9 +29,21 @@ def test_demo_then_every_printed_curl_works(tmp_path: Path) -> None:
     home, workdir, port = tmp_path / "home", tmp_path / "demo", free_port()
     env = os.environ | {"MODELPORT_HOME": str(home)}
     demo = subprocess.run(
-        [sys.executable, "-m", "modelport.cli.main", "demo", "--workdir", str(workdir),
-         "--port", str(port), "--no-serve"],
-        env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "modelport.cli.main",
+            "demo",
+            "--workdir",
+            str(workdir),
+            "--port",
+            str(port),
+            "--no-serve",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert demo.returncode == 0, demo.stderr + demo.stdout
     curls = [line.strip() for line in demo.stdout.splitlines() if line.strip().startswith("curl")]
@@ -40,16 +52,34 @@ def test_demo_then_every_printed_curl_works(tmp_path: Path) -> None:
     server = start_server(env, tmp_path / "server.log", "--env", "production", port=port)
     try:
         for command in curls:
-            result = subprocess.run(["bash", "-c", command + " -sS -w '\\n%{http_code}'"],
-                                    capture_output=True, text=True, timeout=30)
+            result = subprocess.run(
+                ["bash", "-c", command + " -sS -w '\\n%{http_code}'"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
             body, _, status = result.stdout.rpartition("\n")
-            assert result.returncode == 0 and status == "200", (command, result.stdout, result.stderr)
+            assert result.returncode == 0 and status == "200", (
+                command,
+                result.stdout,
+                result.stderr,
+            )
             assert "error" not in json.loads(body)
     finally:
         stop_server(server)
 
     again = subprocess.run(
-        [sys.executable, "-m", "modelport.cli.main", "apply", "-f", str(workdir / "modelport.yaml")],
-        env=env, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "modelport.cli.main",
+            "apply",
+            "-f",
+            str(workdir / "modelport.yaml"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert again.returncode == 0 and "nothing to change" in again.stdout

@@ -41,8 +41,17 @@ def start_server(
 ) -> LiveServer:
     port = port or free_port()
     cmd = [
-        sys.executable, "-m", "modelport.cli.main", "serve",
-        "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", *args,
+        sys.executable,
+        "-m",
+        "modelport.cli.main",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        *args,
     ]
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)

@@ -15,8 +15,13 @@ from tests.integration.conftest import LiveServer
 ROW = {"a": 0.5, "b": -1.0, "c": 0.2, "d": 1.0}
 
 
-def raw(server: LiveServer, method: str, path: str, body: bytes | None = None,
-        headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+def raw(
+    server: LiveServer,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
     try:
         conn.request(method, path, body=body, headers=headers or {})
@@ -40,7 +45,10 @@ def test_raw_requests(serve: Callable[..., LiveServer], deployed_clf: Client) ->
     assert status == 400 and "not valid JSON" in json.loads(data)["error"]
 
     status, _, data = raw(
-        server, "POST", "/v1/endpoints/clf/predict", b"x" * 100,
+        server,
+        "POST",
+        "/v1/endpoints/clf/predict",
+        b"x" * 100,
         {"Content-Length": str(64 * 1024 * 1024)},
     )
     assert status == 413

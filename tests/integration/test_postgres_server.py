@@ -27,7 +27,12 @@ def test_serve_from_postgres_registry(
     server = serve(settings, "--env", "staging")
     response = httpx.post(
         f"{server.url}/v1/endpoints/reg/predict",
-        json={"dataframe_split": {"columns": list(frame.columns), "data": frame.head(3).values.tolist()}},
+        json={
+            "dataframe_split": {
+                "columns": list(frame.columns),
+                "data": frame.head(3).values.tolist(),
+            }
+        },
     )
     assert response.status_code == 200, response.text
     assert len(response.json()["predictions"]) == 3

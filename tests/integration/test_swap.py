@@ -31,9 +31,7 @@ def test_twenty_swaps_under_load_fail_nothing(
     def load() -> None:
         with httpx.Client(base_url=server.url, timeout=10) as http:
             while not stop.is_set():
-                response = http.post(
-                    "/v1/endpoints/clf/predict", json={"dataframe_records": [ROW]}
-                )
+                response = http.post("/v1/endpoints/clf/predict", json={"dataframe_records": [ROW]})
                 if response.status_code != 200:
                     failures.append(f"{response.status_code} {response.text}")
                 else:

@@ -29,9 +29,7 @@ def good() -> dict[str, list[object]]:
 
 
 def test_infer_types_and_missing() -> None:
-    frame = pd.DataFrame(
-        {"a": [1.0, np.nan], "b": [1, 2], "c": ["x", "y"], "d": [True, False]}
-    )
+    frame = pd.DataFrame({"a": [1.0, np.nan], "b": [1, 2], "c": ["x", "y"], "d": [True, False]})
     sig = Signature.infer(frame)
     assert [(c.name, c.type, c.allow_missing) for c in sig.inputs] == [
         ("a", "double", True),
@@ -68,7 +66,9 @@ def test_coerce_gives_typed_columns_in_order() -> None:
         ("amount", [1.0], r"column 'count' has 2 values but 'amount' has 1"),
     ],
 )
-def test_coerce_names_column_row_and_expectation(column: str, values: list[object], message: str) -> None:
+def test_coerce_names_column_row_and_expectation(
+    column: str, values: list[object], message: str
+) -> None:
     payload = good()
     payload[column] = values
     with pytest.raises(SignatureMismatch, match=message):
@@ -86,7 +86,9 @@ def test_matrix_input_checks_width() -> None:
     sig = Signature((ColumnSpec("a", "double"), ColumnSpec("b", "double")))
     cols = sig.coerce_matrix([[1, 2], [3, 4]])
     assert cols["b"].tolist() == [2.0, 4.0]
-    with pytest.raises(SignatureMismatch, match=r"expected rows of 2 values \['a', 'b'\], got shape \[1, 3\]"):
+    with pytest.raises(
+        SignatureMismatch, match=r"expected rows of 2 values \['a', 'b'\], got shape \[1, 3\]"
+    ):
         sig.coerce_matrix([[1, 2, 3]])
 
 

@@ -35,7 +35,9 @@ EXIT_CODES: dict[type[errors.ModelportError], int] = {
 
 app = typer.Typer(help="Deploy trained models, serve predictions, roll back.", no_args_is_help=True)
 models_app = typer.Typer(help="Register and inspect models and versions.", no_args_is_help=True)
-alias_app = typer.Typer(help="Move aliases (models:/NAME@ALIAS) between versions.", no_args_is_help=True)
+alias_app = typer.Typer(
+    help="Move aliases (models:/NAME@ALIAS) between versions.", no_args_is_help=True
+)
 app.add_typer(models_app, name="models")
 models_app.add_typer(alias_app, name="alias")
 
@@ -63,7 +65,7 @@ class Ctx:
 def exit_code(exc: errors.ModelportError) -> int:
     for cls in type(exc).__mro__:
         if cls in EXIT_CODES:
-            return EXIT_CODES[cls]  # type: ignore[index]
+            return EXIT_CODES[cls]
     return 1
 
 
@@ -109,11 +111,14 @@ def _kv(pairs: list[str] | None, what: str) -> dict[str, str]:
 def main_options(
     ctx: typer.Context,
     home: Annotated[
-        Path | None, typer.Option(help="State folder (default ./.modelport).", envvar="MODELPORT_HOME")
+        Path | None,
+        typer.Option(help="State folder (default ./.modelport).", envvar="MODELPORT_HOME"),
     ] = None,
     registry_url: Annotated[
         str | None,
-        typer.Option(help="Registry database URL (SQLite default).", envvar="MODELPORT_REGISTRY_URL"),
+        typer.Option(
+            help="Registry database URL (SQLite default).", envvar="MODELPORT_REGISTRY_URL"
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
@@ -158,11 +163,14 @@ def models_register(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Model name, e.g. fraud.")],
     path: Annotated[Path, typer.Argument(help="Artifact file (or folder for custom models).")],
-    flavor: Annotated[str | None, typer.Option(help="sklearn, xgboost, lightgbm, onnx, custom.")] = None,
+    flavor: Annotated[
+        str | None, typer.Option(help="sklearn, xgboost, lightgbm, onnx, custom.")
+    ] = None,
     owner: Annotated[str | None, typer.Option(help="Who gets paged about it.")] = None,
     team: Annotated[str | None, typer.Option(help="Team that owns it.")] = None,
     sample: Annotated[
-        Path | None, typer.Option(help="CSV/Parquet training rows: signature and reference profile.")
+        Path | None,
+        typer.Option(help="CSV/Parquet training rows: signature and reference profile."),
     ] = None,
     signature: Annotated[Path | None, typer.Option(help="Signature as a JSON file.")] = None,
     metric: Annotated[list[str] | None, typer.Option(help="Training metric KEY=VALUE.")] = None,
@@ -171,7 +179,9 @@ def models_register(
     trust: Annotated[
         bool, typer.Option(help="Accept that loading runs code (pickle, custom models).")
     ] = False,
-    alias: Annotated[list[str] | None, typer.Option(help="Alias to point at the new version.")] = None,
+    alias: Annotated[
+        list[str] | None, typer.Option(help="Alias to point at the new version.")
+    ] = None,
 ) -> None:
     """Register a new version of a model."""
     c: Ctx = ctx.obj
@@ -195,7 +205,11 @@ def models_register(
         for a in alias or []:
             c.client.set_alias(name, a, mv.version)
         mv = c.client.registry.get_version(name, mv.version)
-    emit(c, mv.to_dict(), lambda: out.print(f"registered {mv.uri} ({mv.flavor}, sha256 {mv.artifact.sha256[:12]})"))
+    emit(
+        c,
+        mv.to_dict(),
+        lambda: out.print(f"registered {mv.uri} ({mv.flavor}, sha256 {mv.artifact.sha256[:12]})"),
+    )
 
 
 def _read_frame(path: Path) -> Any:
@@ -224,13 +238,19 @@ def models_list(ctx: typer.Context) -> None:
 
 
 @models_app.command("show")
-def models_show(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Name or URI.")]) -> None:
+def models_show(
+    ctx: typer.Context, name: Annotated[str, typer.Argument(help="Name or URI.")]
+) -> None:
     """Show a model (or one version, given a URI such as models:/fraud/2)."""
     c: Ctx = ctx.obj
     with handled():
         if "/" in name or "@" in name:
             mv = c.client.get_version(name)
-            emit(c, mv.to_dict(with_profile=True), lambda: out.print_json(json.dumps(mv.to_dict(), default=str)))
+            emit(
+                c,
+                mv.to_dict(with_profile=True),
+                lambda: out.print_json(json.dumps(mv.to_dict(), default=str)),
+            )
             return
         model = c.client.get_model(name)
         versions = c.client.list_versions(name)
@@ -264,8 +284,11 @@ def alias_set(ctx: typer.Context, name: str, alias: str, version: int) -> None:
     c: Ctx = ctx.obj
     with handled():
         c.client.set_alias(name, alias, version)
-    emit(c, {"model": name, "alias": alias, "version": version},
-         lambda: out.print(f"models:/{name}@{alias} -> version {version}"))
+    emit(
+        c,
+        {"model": name, "alias": alias, "version": version},
+        lambda: out.print(f"models:/{name}@{alias} -> version {version}"),
+    )
 
 
 @alias_app.command("delete")
@@ -274,12 +297,18 @@ def alias_delete(ctx: typer.Context, name: str, alias: str) -> None:
     c: Ctx = ctx.obj
     with handled():
         c.client.delete_alias(name, alias)
-    emit(c, {"model": name, "alias": alias, "deleted": True}, lambda: out.print(f"deleted {name}@{alias}"))
+    emit(
+        c,
+        {"model": name, "alias": alias, "deleted": True},
+        lambda: out.print(f"deleted {name}@{alias}"),
+    )
 
 
 # -- deployments ---------------------------------------------------------------
 
-EnvOption = Annotated[str, typer.Option("--env", "-e", help="Environment, e.g. staging or production.")]
+EnvOption = Annotated[
+    str, typer.Option("--env", "-e", help="Environment, e.g. staging or production.")
+]
 
 
 @app.command()
@@ -294,9 +323,14 @@ def deploy(
     c: Ctx = ctx.obj
     with handled():
         d = c.client.deploy(endpoint, uri, env=env, reason=reason)
-    emit(c, d.to_dict(), lambda: out.print(
-        f"{env}/{endpoint} -> models:/{d.spec.primary.model}/{d.spec.primary.version} (revision {d.revision})"
-    ))
+    emit(
+        c,
+        d.to_dict(),
+        lambda: out.print(
+            f"{env}/{endpoint} -> models:/{d.spec.primary.model}/{d.spec.primary.version} "
+            f"(revision {d.revision})"
+        ),
+    )
 
 
 @app.command()
@@ -305,8 +339,11 @@ def undeploy(ctx: typer.Context, endpoint: str, env: EnvOption = "production") -
     c: Ctx = ctx.obj
     with handled():
         c.client.undeploy(endpoint, env=env)
-    emit(c, {"endpoint": endpoint, "environment": env, "deleted": True},
-         lambda: out.print(f"undeployed {env}/{endpoint}"))
+    emit(
+        c,
+        {"endpoint": endpoint, "environment": env, "deleted": True},
+        lambda: out.print(f"undeployed {env}/{endpoint}"),
+    )
 
 
 @app.command()
@@ -319,13 +356,28 @@ def deployments(
     with handled():
         items = c.client.deployments(env)
     rows = [
-        [d.environment, d.endpoint, f"models:/{d.spec.primary.model}/{d.spec.primary.version}",
-         d.spec.primary.source, d.revision, d.updated_by, d.updated_at.strftime("%Y-%m-%d %H:%M")]
+        [
+            d.environment,
+            d.endpoint,
+            f"models:/{d.spec.primary.model}/{d.spec.primary.version}",
+            d.spec.primary.source,
+            d.revision,
+            d.updated_by,
+            d.updated_at.strftime("%Y-%m-%d %H:%M"),
+        ]
         for d in items
     ]
-    emit(c, [d.to_dict() for d in items], lambda: out.print(
-        table("deployments", ["environment", "endpoint", "serves", "from", "revision", "by", "updated"], rows)
-    ))
+    emit(
+        c,
+        [d.to_dict() for d in items],
+        lambda: out.print(
+            table(
+                "deployments",
+                ["environment", "endpoint", "serves", "from", "revision", "by", "updated"],
+                rows,
+            )
+        ),
+    )
 
 
 @app.command()
@@ -341,13 +393,28 @@ def history(ctx: typer.Context, endpoint: str, env: EnvOption = "production") ->
         return ", ".join(f"{v['model']}/{v['version']}" for v in spec["variants"])
 
     rows = [
-        [e.revision, e.created_at.strftime("%Y-%m-%d %H:%M:%S"), e.action, serves(e.previous),
-         serves(e.spec), e.actor, e.reason]
+        [
+            e.revision,
+            e.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            e.action,
+            serves(e.previous),
+            serves(e.spec),
+            e.actor,
+            e.reason,
+        ]
         for e in events
     ]
-    emit(c, [e.to_dict() for e in events], lambda: out.print(
-        table(f"{env}/{endpoint} history", ["rev", "time", "action", "from", "to", "by", "reason"], rows)
-    ))
+    emit(
+        c,
+        [e.to_dict() for e in events],
+        lambda: out.print(
+            table(
+                f"{env}/{endpoint} history",
+                ["rev", "time", "action", "from", "to", "by", "reason"],
+                rows,
+            )
+        ),
+    )
 
 
 @app.command()
@@ -361,10 +428,14 @@ def promote(
     c: Ctx = ctx.obj
     with handled():
         d = c.client.promote(endpoint, source=source, target=target)
-    emit(c, d.to_dict(), lambda: out.print(
-        f"{target}/{endpoint} -> models:/{d.spec.primary.model}/{d.spec.primary.version} "
-        f"(revision {d.revision}, from {source})"
-    ))
+    emit(
+        c,
+        d.to_dict(),
+        lambda: out.print(
+            f"{target}/{endpoint} -> models:/{d.spec.primary.model}/{d.spec.primary.version} "
+            f"(revision {d.revision}, from {source})"
+        ),
+    )
 
 
 @app.command()
@@ -389,9 +460,15 @@ def apply(
         "changes": [vars(ch) for ch in plan.changes],
         "applied": not dry_run and plan.has_changes,
     }
-    emit(c, data, lambda: out.print(
-        "nothing to change" if not plan.has_changes else ("plan only (--dry-run)" if dry_run else "applied")
-    ))
+    emit(
+        c,
+        data,
+        lambda: out.print(
+            "nothing to change"
+            if not plan.has_changes
+            else ("plan only (--dry-run)" if dry_run else "applied")
+        ),
+    )
 
 
 @app.command()
@@ -428,7 +505,9 @@ def serve(
     with handled():
         if load not in ("eager", "lazy"):
             raise errors.InvalidInput(f"--load must be eager or lazy, not {load!r}")
-        settings = c.settings.model_copy(update={"env": env, "host": host, "port": port, "load_mode": load})
+        settings = c.settings.model_copy(
+            update={"env": env, "host": host, "port": port, "load_mode": load}
+        )
         application = create_app(settings)
     uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False)
 
@@ -438,7 +517,9 @@ def demo(
     ctx: typer.Context,
     workdir: Annotated[Path, typer.Option(help="Where example data and models go.")] = Path("demo"),
     port: Annotated[int, typer.Option(help="Port to serve on.")] = 8000,
-    no_serve: Annotated[bool, typer.Option("--no-serve", help="Set up only, do not serve.")] = False,
+    no_serve: Annotated[
+        bool, typer.Option("--no-serve", help="Set up only, do not serve.")
+    ] = False,
 ) -> None:
     """Train example models, register and deploy them, and serve them."""
     from modelport.examples.demo import prepare
@@ -452,7 +533,15 @@ def demo(
 
     out.print(curl_examples(port), highlight=False)
     if not no_serve:
-        ctx.invoke(serve, ctx=ctx, env="production", host="127.0.0.1", port=port, load="eager", log_level="info")
+        ctx.invoke(
+            serve,
+            ctx=ctx,
+            env="production",
+            host="127.0.0.1",
+            port=port,
+            load="eager",
+            log_level="info",
+        )
     del c
 
 

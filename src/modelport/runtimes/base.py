@@ -81,7 +81,15 @@ class Runtime(Protocol):
 
 
 def as_frame(columns: Columns) -> pd.DataFrame:
-    """Columns -> DataFrame, for libraries that want column names (sklearn pipelines)."""
+    """Columns -> DataFrame, for libraries that want column names (sklearn pipelines).
+
+    Columns of one numeric dtype become a single 2-D block, which pandas builds several
+    times faster than a frame of separate columns.
+    """
+    arrays = list(columns.values())
+    dtype = arrays[0].dtype
+    if dtype.kind in "fiub" and all(a.dtype == dtype for a in arrays):
+        return pd.DataFrame(np.column_stack(arrays), columns=list(columns), copy=False)
     return pd.DataFrame(columns, copy=False)
 
 

@@ -120,14 +120,17 @@ class SklearnRuntime:
         # A model fitted on a DataFrame warns when given a bare matrix, and vice versa.
         features = as_frame(columns) if self.wants_frame else as_matrix(columns, dtype=None)
         try:
-            values = model.predict(features)
             if self.classes is None:
-                return regression(values)
+                return regression(model.predict(features))
             if not hasattr(model, "predict_proba"):
                 return Prediction(
-                    outputs={"label": values}, classes=self.classes, task="classification"
+                    outputs={"label": model.predict(features)},
+                    classes=self.classes,
+                    task="classification",
                 )
-            return classification(model.predict_proba(features), self.classes, labels=values)
+            # One pass through the model: the label is the most probable class, as for
+            # every other flavor (scikit-learn's own predict takes a second pass).
+            return classification(model.predict_proba(features), self.classes)
         except Exception as exc:
             raise prediction_failed(exc) from exc
 

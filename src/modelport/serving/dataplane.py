@@ -10,6 +10,7 @@ Inference Protocol routes and (later) batch and stream consumers all call it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -70,7 +71,9 @@ def new_prediction_ids(n: int) -> list[str]:
 class DataPlane:
     """Serve every endpoint of one environment."""
 
-    def __init__(self, settings: Settings, registry: Registry, artifacts: LocalArtifactStore) -> None:
+    def __init__(
+        self, settings: Settings, registry: Registry, artifacts: LocalArtifactStore
+    ) -> None:
         self.settings = settings
         self.env = settings.env
         self.registry = registry
@@ -95,10 +98,8 @@ class DataPlane:
     async def stop(self) -> None:
         if self._watcher is not None:
             self._watcher.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
-            except asyncio.CancelledError:
-                pass
         await self.pool.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
 

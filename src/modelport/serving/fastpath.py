@@ -60,7 +60,10 @@ async def read_limited(receive: Receive, declared: bytes | None, limit: int) -> 
 
 async def send_reply(send: Send, reply: Reply) -> None:
     headers = [
-        (b"content-type", reply.media_type.encode() if reply.media_type != "application/json" else _JSON),
+        (
+            b"content-type",
+            reply.media_type.encode() if reply.media_type != "application/json" else _JSON,
+        ),
         (b"content-length", str(len(reply.body)).encode()),
     ]
     headers.extend((k.encode(), v.encode()) for k, v in reply.headers)
@@ -91,7 +94,9 @@ class FastPath:
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        target = route(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
+        target = (
+            route(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
+        )
         if target is None:
             await self.app(scope, receive, send)
             return
@@ -104,7 +109,9 @@ class FastPath:
             reply = _INTERNAL
         await send_reply(send, reply)
 
-    async def _handle(self, target: tuple[str, str, str | None], scope: Scope, receive: Receive) -> Reply:
+    async def _handle(
+        self, target: tuple[str, str, str | None], scope: Scope, receive: Receive
+    ) -> Reply:
         headers = dict(scope["headers"])
         body = await read_limited(receive, headers.get(b"content-length"), self.max_body_bytes)
         kind, endpoint, version = target

@@ -33,7 +33,7 @@ STATUS: dict[type[errors.ModelportError], int] = {
 def status_for(exc: errors.ModelportError) -> int:
     for cls in type(exc).__mro__:
         if cls in STATUS:
-            return STATUS[cls]  # type: ignore[index]
+            return STATUS[cls]
     return 500
 
 
@@ -78,9 +78,7 @@ async def http_error_handler(_request: Request, exc: Exception) -> Response:
 
 async def validation_error_handler(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    problems = [
-        f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-    ]
+    problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
     return json_response(
         {"error": "invalid request: " + "; ".join(problems), "code": "invalid_input"}, 400
     )

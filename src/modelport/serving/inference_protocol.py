@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+
 from modelport.errors import InvalidInput
 from modelport.registry import ModelVersion
 from modelport.runtimes.base import Prediction
@@ -80,14 +81,16 @@ def _from_binary(name: str, datatype: str, shape: list[int], raw: bytes) -> list
             f"input '{name}': shape {shape} of {datatype} needs "
             f"{math.prod(shape) * dtype.itemsize} bytes, got {len(raw)}"
         )
-    return np.frombuffer(raw, dtype=dtype).tolist()  # type: ignore[no-any-return]
+    return np.frombuffer(raw, dtype=dtype).tolist()
 
 
 def _tensor(spec: Any, index: int, binary: memoryview | None = None) -> tuple[str, np.ndarray]:
     if not isinstance(spec, Mapping):
         raise InvalidInput(f"inputs[{index}] must be an object with name, shape, datatype, data")
     size = (spec.get("parameters") or {}).get("binary_data_size")
-    needed = ("name", "shape", "datatype") if size is not None else ("name", "shape", "datatype", "data")
+    needed = (
+        ("name", "shape", "datatype") if size is not None else ("name", "shape", "datatype", "data")
+    )
     missing = [k for k in needed if k not in spec]
     if missing:
         raise InvalidInput(f"inputs[{index}] lacks {missing}")
@@ -134,7 +137,7 @@ def decode_infer(payload: Any, version: ModelVersion, binary: bytes = b"") -> Ra
     tensors = _tensors(payload, binary)
     columns = version.signature.column_names
     if len(tensors) == 1 and next(iter(tensors)) not in columns:
-        (name, arr), = tensors.items()
+        ((name, arr),) = tensors.items()
         if arr.ndim != 2:
             raise InvalidInput(
                 f"input '{name}' is not a signature column, so it must be a [rows, "

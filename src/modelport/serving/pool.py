@@ -9,6 +9,7 @@ is unloaded first, never one that is pinned (served by a deployment right now).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import OrderedDict
@@ -76,7 +77,9 @@ class ModelPool:
         key = (version.name, version.version)
         slot = self._slots.get(key)
         if slot is not None:
-            retry = slot.state == "failed" and time.monotonic() - slot.failed_at > FAILED_RETRY_SECONDS
+            retry = (
+                slot.state == "failed" and time.monotonic() - slot.failed_at > FAILED_RETRY_SECONDS
+            )
             if not retry:
                 self._slots.move_to_end(key)
                 return slot
@@ -113,10 +116,8 @@ class ModelPool:
         """The loaded runtime for ``version``, waiting up to ``wait`` s for a load to finish."""
         slot = self.start_load(version)
         if slot.state == "loading" and wait > 0 and slot.task is not None:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(slot.task), wait)
-            except TimeoutError:
-                pass
         if slot.state == "ready" and slot.runtime is not None:
             self._slots.move_to_end(slot.key)
             return slot.runtime

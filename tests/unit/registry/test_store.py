@@ -82,7 +82,9 @@ def test_deployments_have_revisions_and_history(registry_url: str) -> None:
     registry = Registry(registry_url)
     add_version(registry, n=1)
     add_version(registry, n=2)
-    d1 = registry.set_deployment("production", "fraud", DeploymentSpec.single("fraud", 1), actor="ana")
+    d1 = registry.set_deployment(
+        "production", "fraud", DeploymentSpec.single("fraud", 1), actor="ana"
+    )
     same = registry.set_deployment("production", "fraud", DeploymentSpec.single("fraud", 1))
     assert same.revision == d1.revision == 1
     d2 = registry.set_deployment(
@@ -112,7 +114,7 @@ def test_find_version_by_hash(registry_url: str) -> None:
     registry.close()
 
 
-def _register_many(url: str, start: int, count: int, out: "mp.Queue[list[int]]") -> None:
+def _register_many(url: str, start: int, count: int, out: mp.Queue[list[int]]) -> None:
     registry = Registry(url)
     out.put([add_version(registry, n=start + i).version for i in range(count)])
     registry.close()
@@ -122,7 +124,10 @@ def test_concurrent_writers_never_share_a_version_number(registry_url: str) -> N
     Registry(registry_url).close()  # migrate first, as a server would
     ctx = mp.get_context("spawn")
     queue: mp.Queue[list[int]] = ctx.Queue()
-    procs = [ctx.Process(target=_register_many, args=(registry_url, i * 100, 15, queue)) for i in range(3)]
+    procs = [
+        ctx.Process(target=_register_many, args=(registry_url, i * 100, 15, queue))
+        for i in range(3)
+    ]
     for p in procs:
         p.start()
     numbers = [n for _ in procs for n in queue.get(timeout=120)]

@@ -30,7 +30,9 @@ def test_register_alias_deploy_promote_over_http(
     deployed = server.put("/v1/deployments/staging/fraud", json={"model": "models:/fraud@champion"})
     assert deployed.status_code == 200, deployed.text
     assert deployed.json()["version"] == 1
-    promoted = server.post("/v1/promote", json={"endpoint": "fraud", "from": "staging", "to": "production"})
+    promoted = server.post(
+        "/v1/promote", json={"endpoint": "fraud", "from": "staging", "to": "production"}
+    )
     assert promoted.status_code == 200 and promoted.json()["environment"] == "production"
     history = server.get("/v1/deployments/production/fraud/history").json()["events"]
     assert [e["action"] for e in history] == ["promote"]

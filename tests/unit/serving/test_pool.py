@@ -13,7 +13,7 @@ from modelport.errors import ArtifactError, ModelLoading, Unavailable
 from modelport.registry import ModelVersion
 from modelport.runtimes.base import LoadContext, Prediction
 from modelport.serving.pool import ModelPool
-from modelport.signature import ColumnSpec, Columns, Signature
+from modelport.signature import Columns, ColumnSpec, Signature
 
 
 class FakeRuntime:
@@ -35,11 +35,23 @@ class FakeRuntime:
 
 def version(name: str, n: int = 1, size: int = 10) -> ModelVersion:
     return ModelVersion(
-        name=name, version=n, flavor="fake",
+        name=name,
+        version=n,
+        flavor="fake",
         artifact=ArtifactRef(sha256="0" * 64, name="m", size=size),
-        signature=Signature((ColumnSpec("a", "double"),)), task="regression", classes=None,
-        metrics={}, tags={}, description="", owner=None, profile=None, sample_sha256=None,
-        trusted=False, trusted_by=None, created_by=None, created_at=datetime.now(UTC),
+        signature=Signature((ColumnSpec("a", "double"),)),
+        task="regression",
+        classes=None,
+        metrics={},
+        tags={},
+        description="",
+        owner=None,
+        profile=None,
+        sample_sha256=None,
+        trusted=False,
+        trusted_by=None,
+        created_by=None,
+        created_at=datetime.now(UTC),
     )
 
 

@@ -56,9 +56,15 @@ def test_regressor_and_csv(server: TestClient) -> None:
     ("body", "message"),
     [
         (b'{"dataframe_records": [', "not valid JSON"),
-        (b'{"dataframe_records": [{"a": "x", "b": 1, "c": 1, "d": 1}]}', "column 'a' expects double, got str 'x' at row 0"),
+        (
+            b'{"dataframe_records": [{"a": "x", "b": 1, "c": 1, "d": 1}]}',
+            "column 'a' expects double, got str 'x' at row 0",
+        ),
         (b'{"dataframe_records": [{"a": 1, "b": 1, "c": 1}]}', r"missing input column(s) ['d']"),
-        (b'{"dataframe_records": [{"a": null, "b": 1, "c": 1, "d": 1}]}', "column 'a' has a missing value"),
+        (
+            b'{"dataframe_records": [{"a": null, "b": 1, "c": 1, "d": 1}]}',
+            "column 'a' has a missing value",
+        ),
         (b'{"instances": [[1, 2, 3]]}', "expected rows of 4 values"),
         (b'{"rows": []}', "exactly one of"),
     ],

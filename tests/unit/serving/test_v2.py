@@ -60,11 +60,35 @@ def test_requested_outputs_only(server: TestClient) -> None:
 
 def test_errors_are_json_with_an_error_message(server: TestClient) -> None:
     cases = [
-        ({"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": [1, 2]}]}, 400, "needs 3 values"),
-        ({"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": [1, 2, 3]}]}, 400, "expected rows of 4"),
-        ({"inputs": [{"name": "a", "shape": [1], "datatype": "BYTES", "data": ["x"]}]}, 400, "missing input column"),
-        ({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": ["a", 1, 2, 3]}]}, 400, "non-numeric"),
-        ({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP99", "data": [0, 1, 2, 3]}]}, 400, "unknown datatype"),
+        (
+            {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": [1, 2]}]},
+            400,
+            "needs 3 values",
+        ),
+        (
+            {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": [1, 2, 3]}]},
+            400,
+            "expected rows of 4",
+        ),
+        (
+            {"inputs": [{"name": "a", "shape": [1], "datatype": "BYTES", "data": ["x"]}]},
+            400,
+            "missing input column",
+        ),
+        (
+            {
+                "inputs": [
+                    {"name": "x", "shape": [1, 4], "datatype": "FP64", "data": ["a", 1, 2, 3]}
+                ]
+            },
+            400,
+            "non-numeric",
+        ),
+        (
+            {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP99", "data": [0, 1, 2, 3]}]},
+            400,
+            "unknown datatype",
+        ),
         ({"nope": 1}, 400, "'inputs' list"),
     ]
     for body, status, message in cases:

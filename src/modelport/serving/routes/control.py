@@ -149,7 +149,9 @@ def list_deployments(request: Request, environment: str | None = None) -> Respon
 
 @router.get("/deployments/{environment}/{endpoint}")
 def get_deployment(environment: str, endpoint: str, request: Request) -> Response:
-    return json_response(app_state(request).client.get_deployment(endpoint, env=environment).to_dict())
+    return json_response(
+        app_state(request).client.get_deployment(endpoint, env=environment).to_dict()
+    )
 
 
 @router.put("/deployments/{environment}/{endpoint}")

@@ -16,8 +16,8 @@ from starlette.responses import Response
 from modelport import __version__
 from modelport.serving import handlers
 from modelport.serving.handlers import version_number
-from modelport.serving.inference_protocol import HEADER_LENGTH, model_metadata
 from modelport.serving.http import json_response, read_body, reply_response
+from modelport.serving.inference_protocol import HEADER_LENGTH, model_metadata
 from modelport.serving.state import app_state
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol"])
