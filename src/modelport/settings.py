@@ -32,7 +32,8 @@ class Settings(BaseSettings):
         "postgresql://user@host/db uses PostgreSQL (psycopg 3).",
     )
     artifact_root: Path | None = Field(
-        default=None, description="Folder of the content-addressed artifact store; default home/artifacts."
+        default=None,
+        description="Folder of the content-addressed artifact store; default home/artifacts.",
     )
     env: str = Field(default="production", description="Environment a server serves.")
     host: str = Field(default="127.0.0.1", description="Address the server binds to.")

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from modelport.errors import InvalidInput
 
 _NAME = r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}"
-_URI = re.compile(rf"^(?:models:/)?(?P<name>{_NAME})(?:/(?P<version>\d+|latest)|@(?P<alias>{_NAME}))$")
+_URI = re.compile(
+    rf"^(?:models:/)?(?P<name>{_NAME})(?:/(?P<version>\d+|latest)|@(?P<alias>{_NAME}))$"
+)
 NAME_PATTERN = re.compile(rf"^{_NAME}$")
 
 

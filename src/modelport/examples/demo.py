@@ -104,7 +104,12 @@ def churn_data(n: int, seed: int = 5) -> tuple[pd.DataFrame, np.ndarray]:
             "usage_gb": rng.gamma(2.0, 10.0, n),
         }
     )
-    logit = -0.05 * frame["tenure_months"] + 0.02 * frame["monthly_charges"] + 0.5 * frame["support_calls"] - 1
+    logit = (
+        -0.05 * frame["tenure_months"]
+        + 0.02 * frame["monthly_charges"]
+        + 0.5 * frame["support_calls"]
+        - 1
+    )
     y = (rng.random(n) < 1 / (1 + np.exp(-logit.to_numpy()))).astype(int)
     return frame, y
 
@@ -169,7 +174,11 @@ def curl_examples(port: int) -> str:
         {"dataframe_split": {"columns": PRICE_FEATURES, "data": [[1200, 3, 2, 20, 5.5, 3]]}}
     )
     v2 = json.dumps(
-        {"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP64", "data": [12, 80, 3, 25]}]}
+        {
+            "inputs": [
+                {"name": "input", "shape": [1, 4], "datatype": "FP64", "data": [12, 80, 3, 25]}
+            ]
+        }
     )
     header = "-H 'Content-Type: application/json'"
     return "\n".join(

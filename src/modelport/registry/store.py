@@ -197,8 +197,12 @@ class Registry:
                 row = conn.execute(sa.select(t.models).where(t.models.c.name == name)).one()
         changes: dict[str, Any] = {
             k: v
-            for k, v in {"owner": owner, "team": team, "description": description, "tags": tags}
-            .items()
+            for k, v in {
+                "owner": owner,
+                "team": team,
+                "description": description,
+                "tags": tags,
+            }.items()
             if v is not None and getattr(row, k) != v
         }
         if changes:
