@@ -445,19 +445,21 @@ def apply(
     dry_run: Annotated[bool, typer.Option(help="Show the plan, change nothing.")] = False,
 ) -> None:
     """Create or update models, versions, aliases and deployments from a YAML file."""
-    from modelport.config import apply as apply_mod
-    from modelport.config.schema import load_config
+    from dataclasses import asdict
+
+    from modelport.config import apply as apply_plan
+    from modelport.config import plan_file
 
     c: Ctx = ctx.obj
     with handled():
-        config, _ = load_config(file)
-        plan = apply_mod.plan(c.client, config, file.resolve().parent)
+        plan = plan_file(c.client, file)
         if not c.as_json:
-            out.print(plan.render(), highlight=False)
+            out.print(plan.render(), highlight=False, markup=False)
+        changes = plan.changes
         if not dry_run and plan.has_changes:
-            apply_mod.apply(c.client, plan)
+            changes = apply_plan(c.client, plan).changes
     data = {
-        "changes": [vars(ch) for ch in plan.changes],
+        "changes": [asdict(ch) for ch in changes],
         "applied": not dry_run and plan.has_changes,
     }
     emit(
@@ -531,7 +533,7 @@ def demo(
         ctx.invoke(apply, ctx=ctx, file=yaml_path, dry_run=False)
     from modelport.examples.demo import curl_examples
 
-    out.print(curl_examples(port), highlight=False)
+    typer.echo(curl_examples(port))
     if not no_serve:
         ctx.invoke(
             serve,

@@ -1,0 +1,591 @@
+"""Plan and apply a `modelport.yaml`: what would change, then make it so.
+
+`plan` reads the registry and the files the config points at, writes nothing, and
+returns a `Plan`: one `Change` per model, version, alias and deployment, each to
+create, update or left unchanged. `apply` carries a plan out in that order. Versions
+are recognised by the SHA-256 of their artifact and deployments by what they serve,
+so applying the same file twice changes nothing the second time.
+
+A URI in the file may name an alias the same file sets or moves, or a version it
+registers; the plan resolves it against what the registry will hold once applied,
+showing a version still to be registered as ``v(new)``.
+
+Example::
+
+    p = plan_file(client, "modelport.yaml")
+    print(p.render())
+    if p.has_changes:
+        print(apply(client, p).render())
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal, Protocol
+
+import pandas as pd
+
+from modelport.artifacts import sha256_path
+from modelport.client import Client
+from modelport.config.schema import ConfigFile, Loc, ModelSpec, SourceMap, VersionSpec, load_config
+from modelport.errors import InvalidConfig, ModelportError, NotFound
+from modelport.registry import Deployment, DeploymentSpec, Model, ModelVersion
+from modelport.runtimes import RUNTIMES, detect_flavor, needs_trust
+from modelport.uri import parse_model_uri
+
+ChangeKind = Literal["model", "version", "alias", "deployment"]
+Action = Literal["create", "update", "unchanged"]
+
+SYMBOLS: dict[Action, str] = {"create": "+", "update": "~", "unchanged": "="}
+
+#: File suffixes a version's ``sample`` may have, and how pandas reads each.
+SAMPLE_READERS = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".pq": pd.read_parquet}
+
+
+@dataclass(frozen=True)
+class Change:
+    """One line of a plan: what happens to one model, version, alias or deployment.
+
+    ``target`` names the thing (``fraud``, ``fraud v(new)``, ``fraud@champion``,
+    ``production/fraud``); ``detail`` says what it is or what changes.
+    """
+
+    kind: ChangeKind
+    action: Action
+    target: str
+    detail: str
+
+    def render(self, width: int = 0) -> str:
+        return f"  {SYMBOLS[self.action]} {self.kind:<10}  {self.target:<{width}}  {self.detail}"
+
+
+@dataclass(frozen=True)
+class VersionRef:
+    """A version the plan points at: one the registry has, or one this plan registers."""
+
+    model: str
+    number: int | None = None
+    slot: int | None = None
+    label: str = ""
+
+    def show(self) -> str:
+        return f"v{self.number}" if self.number is not None else self.label
+
+    def resolve(self, registered: Mapping[int, ModelVersion]) -> int:
+        if self.number is not None:
+            return self.number
+        assert self.slot is not None, "a VersionRef is either numbered or planned"
+        return registered[self.slot].version
+
+
+class Step(Protocol):
+    """A planned change and how to carry it out."""
+
+    @property
+    def change(self) -> Change: ...
+
+    def run(self, client: Client, registered: dict[int, ModelVersion]) -> str:
+        """Make the change; return its detail with real version numbers."""
+        ...
+
+
+@dataclass(frozen=True)
+class ModelStep:
+    change: Change
+    name: str
+    spec: ModelSpec
+
+    def run(self, client: Client, registered: dict[int, ModelVersion]) -> str:
+        client.registry.ensure_model(
+            self.name,
+            owner=self.spec.owner,
+            team=self.spec.team,
+            description=self.spec.description,
+            tags=self.spec.tags,
+        )
+        return self.change.detail
+
+
+@dataclass(frozen=True)
+class VersionStep:
+    change: Change
+    ref: VersionRef
+    model: ModelSpec
+    spec: VersionSpec
+    path: Path
+    flavor: str
+    sample: Path | None
+
+    def run(self, client: Client, registered: dict[int, ModelVersion]) -> str:
+        version = client.register_model(
+            self.ref.model,
+            self.path,
+            flavor=self.flavor,
+            owner=self.model.owner,
+            team=self.model.team,
+            sample_input=read_sample(self.sample) if self.sample else None,
+            metrics=self.spec.metrics,
+            tags=self.spec.tags,
+            description=self.spec.description,
+            trust=self.spec.trust,
+        )
+        assert self.ref.slot is not None, "only new versions are registered"
+        registered[self.ref.slot] = version
+        return f"{self.spec.path} -> v{version.version}"
+
+
+@dataclass(frozen=True)
+class AliasStep:
+    change: Change
+    name: str
+    alias: str
+    ref: VersionRef
+
+    def run(self, client: Client, registered: dict[int, ModelVersion]) -> str:
+        number = self.ref.resolve(registered)
+        client.set_alias(self.name, self.alias, number)
+        return self.change.detail.replace(self.ref.show(), f"v{number}")
+
+
+@dataclass(frozen=True)
+class DeploymentStep:
+    change: Change
+    environment: str
+    endpoint: str
+    uri: str
+    reason: str
+
+    def run(self, client: Client, registered: dict[int, ModelVersion]) -> str:
+        deployment = client.deploy(
+            self.endpoint, self.uri, env=self.environment, reason=self.reason
+        )
+        return f"{_serves(deployment)} ({self.uri}), revision {deployment.revision}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What applying a config would change, in the order `apply` makes the changes."""
+
+    steps: tuple[Step, ...]
+    file: str | None = None
+
+    @property
+    def changes(self) -> list[Change]:
+        return [step.change for step in self.steps]
+
+    @property
+    def has_changes(self) -> bool:
+        return any(c.action != "unchanged" for c in self.changes)
+
+    def counts(self) -> dict[Action, int]:
+        counted = Counter(c.action for c in self.changes)
+        return {action: counted[action] for action in SYMBOLS}
+
+    def render(self, *, unchanged: bool = True) -> str:
+        """A terraform-like diff: ``+`` create, ``~`` update, ``=`` unchanged."""
+        counts = self.counts()
+        head = (
+            f"{self.file or 'plan'}: {counts['create']} to create, {counts['update']} to update, "
+            f"{counts['unchanged']} unchanged"
+        )
+        shown = [c for c in self.changes if unchanged or c.action != "unchanged"]
+        width = max((len(c.target) for c in shown), default=0)
+        return "\n".join([head, *(c.render(width) for c in shown)])
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """What `apply` changed, with the version numbers it registered."""
+
+    changes: list[Change] = field(default_factory=list)
+    versions: list[ModelVersion] = field(default_factory=list)
+
+    @property
+    def changed(self) -> int:
+        return len(self.changes)
+
+    def render(self) -> str:
+        if not self.changes:
+            return "nothing to change"
+        width = max(len(c.target) for c in self.changes)
+        lines = [c.render(width) for c in self.changes]
+        return "\n".join([f"applied {self.changed} change(s)", *lines])
+
+
+def read_sample(path: Path) -> pd.DataFrame:
+    """Training rows from a CSV or Parquet file."""
+    return SAMPLE_READERS[path.suffix.lower()](path)
+
+
+# -- planning -----------------------------------------------------------------
+
+
+def plan_file(client: Client, path: str | Path) -> Plan:
+    """Load ``path`` and plan it, paths resolved from the file's folder.
+
+    Example::
+
+        print(plan_file(client, "modelport.yaml").render())
+    """
+    config, source = load_config(path)
+    return plan(client, config, Path(path).parent, source=source)
+
+
+def plan(
+    client: Client, config: ConfigFile, base_dir: Path, *, source: SourceMap | None = None
+) -> Plan:
+    """Compare ``config`` with the registry; read, never write.
+
+    ``base_dir`` is the folder relative paths start from (the YAML file's). With the
+    ``source`` from `load_config`, errors (a missing artifact, an alias nobody sets)
+    name the file, line and field; all of them are raised together as `InvalidConfig`.
+
+    Example::
+
+        config, source = load_config("modelport.yaml")
+        p = plan(client, config, Path("."), source=source)
+        print(p.render())
+    """
+    return _Planner(client, config, Path(base_dir), source or SourceMap.empty()).build()
+
+
+@dataclass
+class _ModelState:
+    """A model as the registry will hold it once the plan is applied."""
+
+    name: str
+    current: Model | None
+    new: list[VersionRef] = field(default_factory=list)
+    entries: list[VersionRef | None] = field(default_factory=list)
+    aliases: dict[str, VersionRef] = field(default_factory=dict)
+
+    @property
+    def latest(self) -> int:
+        return self.current.latest_version if self.current else 0
+
+
+@dataclass(frozen=True)
+class _Artifact:
+    """A version entry whose files exist, with its digest and any version holding it."""
+
+    name: str
+    spec: VersionSpec
+    path: Path
+    flavor: str
+    sample: Path | None
+    digest: str
+    known: VersionRef | None
+
+    def step(self, ref: VersionRef, model: ModelSpec) -> VersionStep:
+        if ref.number is not None:
+            change = Change("version", "unchanged", f"{self.name} {ref.show()}", self.spec.path)
+        else:
+            detail = f"{self.spec.path} ({self.flavor}, sha256 {self.digest[:12]})"
+            change = Change("version", "create", f"{self.name} {ref.show()}", detail)
+        return VersionStep(change, ref, model, self.spec, self.path, self.flavor, self.sample)
+
+
+class _Planner:
+    """Builds a plan phase by phase, gathering every error before raising."""
+
+    def __init__(
+        self, client: Client, config: ConfigFile, base_dir: Path, source: SourceMap
+    ) -> None:
+        self.client = client
+        self.config = config
+        self.base_dir = base_dir
+        self.source = source
+        self.errors: list[tuple[int, str]] = []
+        self.states: dict[str, _ModelState] = {}
+        self.slots = 0
+
+    def build(self) -> Plan:
+        models = [self._model(name, spec) for name, spec in self.config.models.items()]
+        versions = [
+            s for name, spec in self.config.models.items() for s in self._versions(name, spec)
+        ]
+        aliases = [
+            s for name, spec in self.config.models.items() for s in self._aliases(name, spec)
+        ]
+        deployments = self._deployments()
+        if self.errors:
+            lines = [message for _, message in sorted(self.errors, key=lambda e: e[0])]
+            raise InvalidConfig("\n".join(lines))
+        steps: list[Step] = [*models, *versions, *aliases, *deployments]
+        return Plan(steps=tuple(steps), file=self.source.file)
+
+    def _error(self, loc: Loc, message: str) -> None:
+        self.errors.append((self.source.line_of(loc), self.source.error(loc, message)))
+
+    def _state(self, name: str) -> _ModelState:
+        if name not in self.states:
+            try:
+                current: Model | None = self.client.registry.get_model(name)
+            except NotFound:
+                current = None
+            aliases = {
+                a: VersionRef(name, number=n)
+                for a, n in (current.aliases if current else {}).items()
+            }
+            self.states[name] = _ModelState(name, current, aliases=aliases)
+        return self.states[name]
+
+    # -- models --
+
+    def _model(self, name: str, spec: ModelSpec) -> ModelStep:
+        current = self._state(name).current
+        wanted = {
+            "owner": spec.owner,
+            "team": spec.team,
+            "description": spec.description,
+            "tags": spec.tags,
+        }
+        if current is None:
+            detail = ", ".join(f"{k} {_show(v)}" for k, v in wanted.items() if v is not None)
+            return ModelStep(Change("model", "create", name, detail), name, spec)
+        diffs = [
+            f"{key}: {_show(getattr(current, key))} -> {_show(value)}"
+            for key, value in wanted.items()
+            if value is not None and getattr(current, key) != value
+        ]
+        if diffs:
+            return ModelStep(Change("model", "update", name, "; ".join(diffs)), name, spec)
+        return ModelStep(Change("model", "unchanged", name, f"owner {spec.owner}"), name, spec)
+
+    # -- versions --
+
+    def _versions(self, name: str, spec: ModelSpec) -> list[VersionStep]:
+        """One step per readable entry; new ones are labelled v(new), or v(new 1), v(new 2)."""
+        state = self._state(name)
+        found = [self._artifact(name, index, v) for index, v in enumerate(spec.versions)]
+        several = len({f.digest for f in found if f and f.known is None}) > 1
+        by_hash: dict[str, VersionRef] = {}
+        steps = []
+        for entry in found:
+            if entry is None:
+                state.entries.append(None)
+                continue
+            ref = by_hash.get(entry.digest) or entry.known
+            if ref is None:
+                label = f"v(new {len(state.new) + 1})" if several else "v(new)"
+                ref = VersionRef(name, slot=self.slots, label=label)
+                self.slots += 1
+                state.new.append(ref)
+            by_hash[entry.digest] = ref
+            state.entries.append(ref)
+            steps.append(entry.step(ref, spec))
+        return steps
+
+    def _artifact(self, name: str, index: int, spec: VersionSpec) -> _Artifact | None:
+        """Check a version entry's files; look its artifact up by hash."""
+        loc: Loc = ("models", name, "versions", index)
+        path = self._existing(spec.path, (*loc, "path"), "artifact")
+        sample = self._sample(spec, (*loc, "sample"))
+        if path is None:
+            return None
+        flavor = self._flavor(path, spec, loc)
+        if flavor is None:
+            return None
+        digest, _ = sha256_path(path)
+        found = self.client.registry.find_version_by_hash(name, digest)
+        known = VersionRef(name, number=found.version) if found else None
+        if known is None and spec.sample is None:
+            self._error(
+                (*loc, "sample"),
+                f"{spec.path} is not registered yet and needs `sample:` (training rows that "
+                "give its signature and reference profile)",
+            )
+            return None
+        return _Artifact(name, spec, path, flavor, sample, digest, known)
+
+    def _existing(self, relative: str, loc: Loc, what: str) -> Path | None:
+        path = self.base_dir / relative
+        if not path.exists():
+            self._error(loc, f"{what} {relative} does not exist (looked for {path.resolve()})")
+            return None
+        return path
+
+    def _sample(self, spec: VersionSpec, loc: Loc) -> Path | None:
+        if spec.sample is None:
+            return None
+        path = self._existing(spec.sample, loc, "sample")
+        if path is not None and path.suffix.lower() not in SAMPLE_READERS:
+            self._error(loc, f"sample {spec.sample} must be a .csv or .parquet file")
+            return None
+        return path
+
+    def _flavor(self, path: Path, spec: VersionSpec, loc: Loc) -> str | None:
+        """The artifact's flavor; an error if unknown, or if it runs code and is not trusted."""
+        if spec.flavor is not None and spec.flavor not in RUNTIMES:
+            known = ", ".join(RUNTIMES)
+            self._error((*loc, "flavor"), f"unknown flavor {spec.flavor!r} (known: {known})")
+            return None
+        try:
+            flavor = spec.flavor or detect_flavor(path)
+        except ModelportError as exc:
+            self._error((*loc, "path"), f"{exc.message} (set `flavor:`)")
+            return None
+        if needs_trust(path, flavor) and not spec.trust:
+            self._error(
+                (*loc, "trust"),
+                f"{spec.path} is a {flavor} artifact whose loading runs arbitrary Python code; "
+                "check where it comes from, then set `trust: true`",
+            )
+            return None
+        return flavor
+
+    # -- aliases --
+
+    def _aliases(self, name: str, spec: ModelSpec) -> list[AliasStep]:
+        state = self._state(name)
+        wanted: list[tuple[str, VersionRef]] = []
+        for index, version in enumerate(spec.versions):
+            ref = state.entries[index] if index < len(state.entries) else None
+            if ref is not None:
+                wanted.extend((alias, ref) for alias in version.aliases)
+        for alias, number in spec.aliases.items():
+            found = self._numbered(state, number, ("models", name, "aliases", alias))
+            if found is not None:
+                wanted.append((alias, found))
+        steps = []
+        for alias, ref in wanted:
+            before = state.aliases.get(alias)
+            state.aliases[alias] = ref
+            steps.append(AliasStep(_alias_change(name, alias, before, ref), name, alias, ref))
+        return steps
+
+    def _numbered(self, state: _ModelState, number: int, loc: Loc) -> VersionRef | None:
+        """Version ``number`` of a model, counting the versions this plan registers."""
+        if number <= state.latest:
+            return VersionRef(state.name, number=number)
+        if number - state.latest <= len(state.new):
+            return state.new[number - state.latest - 1]
+        have = f"versions 1..{state.latest}" if state.latest else "no versions"
+        adds = f" and this file adds {len(state.new)}" if state.new else ""
+        self._error(loc, f"model {state.name!r} has no version {number} (it has {have}{adds})")
+        return None
+
+    # -- deployments --
+
+    def _deployments(self) -> list[DeploymentStep]:
+        steps = []
+        reason = f"modelport apply {self.source.file}" if self.source.file else "modelport apply"
+        for env, environment in self.config.environments.items():
+            for endpoint, spec in environment.endpoints.items():
+                loc: Loc = ("environments", env, "endpoints", endpoint, "model")
+                ref = self._resolve(spec.model, loc)
+                if ref is None:
+                    continue
+                change = self._deployment_change(env, endpoint, spec.model, ref)
+                steps.append(DeploymentStep(change, env, endpoint, spec.model, reason))
+        return steps
+
+    def _resolve(self, uri: str, loc: Loc) -> VersionRef | None:
+        """The version ``uri`` will name once the plan is applied."""
+        ref = parse_model_uri(uri)
+        state = self._state(ref.name)
+        if state.current is None and ref.name not in self.config.models:
+            self._error(loc, f"model {ref.name!r} is neither in the registry nor in this file")
+            return None
+        if ref.alias is not None:
+            found = state.aliases.get(ref.alias)
+            if found is None:
+                self._error(
+                    loc,
+                    f"model {ref.name!r} has no alias {ref.alias!r}; set it under "
+                    f"models.{ref.name}.versions[].aliases or models.{ref.name}.aliases",
+                )
+            return found
+        if ref.version is not None:
+            return self._numbered(state, ref.version, loc)
+        if state.new:
+            return state.new[-1]
+        if state.latest:
+            return VersionRef(ref.name, number=state.latest)
+        self._error(loc, f"model {ref.name!r} has no versions yet")
+        return None
+
+    def _deployment_change(self, env: str, endpoint: str, uri: str, ref: VersionRef) -> Change:
+        target = f"{env}/{endpoint}"
+        wanted = f"{ref.model} {ref.show()} ({uri})"
+        try:
+            current = self.client.registry.get_deployment(env, endpoint)
+        except NotFound:
+            return Change("deployment", "create", target, wanted)
+        if ref.number is not None:
+            spec = DeploymentSpec.single(ref.model, ref.number, source=uri)
+            if current.spec.to_dict() == spec.to_dict():
+                return Change("deployment", "unchanged", target, wanted)
+            if _serves(current) == f"{ref.model} {ref.show()}":
+                was = current.spec.primary.source
+                detail = f"{ref.model} {ref.show()}, source {was} -> {uri}"
+                return Change("deployment", "update", target, detail)
+        return Change("deployment", "update", target, f"{_serves(current)} -> {wanted}")
+
+
+def _alias_change(name: str, alias: str, before: VersionRef | None, ref: VersionRef) -> Change:
+    target = f"{name}@{alias}"
+    if before is None:
+        return Change("alias", "create", target, f"-> {ref.show()}")
+    if before == ref and ref.number is not None:
+        return Change("alias", "unchanged", target, f"-> {ref.show()}")
+    return Change("alias", "update", target, f"{before.show()} -> {ref.show()}")
+
+
+def _serves(deployment: Deployment) -> str:
+    primary = deployment.spec.primary
+    more = len(deployment.spec.variants) - 1
+    return f"{primary.model} v{primary.version}" + (f" (+{more} more)" if more else "")
+
+
+def _show(value: object) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {v}" for k, v in value.items()) + "}"
+    return "-" if value in (None, "") else str(value)
+
+
+# -- applying -----------------------------------------------------------------
+
+
+def apply(client: Client, plan: Plan) -> ApplyResult:
+    """Carry out a plan: models, then versions, aliases, deployments.
+
+    Unchanged lines are skipped. If a change fails, the ones before it stay applied;
+    fix the cause and apply again (what is done shows as unchanged).
+
+    Example::
+
+        result = apply(client, plan_file(client, "modelport.yaml"))
+        print(result.render())
+    """
+    registered: dict[int, ModelVersion] = {}
+    done: list[Change] = []
+    for step in plan.steps:
+        change = step.change
+        if change.action == "unchanged":
+            continue
+        try:
+            detail = step.run(client, registered)
+        except ModelportError as exc:
+            raise type(exc)(f"{change.kind} {change.target}: {exc.message}", hint=exc.hint) from exc
+        target = change.target
+        if isinstance(step, VersionStep):
+            target = f"{step.ref.model} v{step.ref.resolve(registered)}"
+        done.append(replace(change, target=target, detail=detail))
+    return ApplyResult(changes=done, versions=list(registered.values()))
+
+
+__all__ = [
+    "Action",
+    "ApplyResult",
+    "Change",
+    "ChangeKind",
+    "Plan",
+    "apply",
+    "plan",
+    "plan_file",
+    "read_sample",
+]

@@ -1,0 +1,429 @@
+"""The `modelport.yaml` format, and loading it with errors that point at a line.
+
+A file declares models (owner, metadata, artifacts to register, aliases) and, per
+environment, which model URI each endpoint serves. `load_config` validates it and
+returns a `SourceMap` so that every later error (a missing artifact found while
+planning, say) can name the file, line and column it comes from.
+
+Example::
+
+    config, source = load_config("modelport.yaml")
+    source.describe(("models", "fraud", "owner"))
+    # 'modelport.yaml:3:5: models.fraud.owner'
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Union, get_args, get_origin
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, ValidationError
+from pydantic_core import ErrorDetails, PydanticCustomError
+
+from modelport.errors import InvalidConfig, InvalidInput
+from modelport.uri import check_name, parse_model_uri
+
+#: Where a value sits in the file: mapping keys and list indices from the root.
+Loc = tuple[str | int, ...]
+
+#: pydantic's marker in a ``loc`` for an error in a mapping's key rather than its value.
+_KEY_MARKER = "[key]"
+
+#: Alias names that would read as a version in a URI.
+_RESERVED_ALIASES = ("latest",)
+
+
+def _name(kind: str) -> Any:
+    """A validator applying `modelport.uri.check_name` rules for ``kind`` names."""
+
+    def check(value: str) -> str:
+        try:
+            return check_name(kind, value)
+        except InvalidInput as exc:
+            raise PydanticCustomError("invalid_name", "{message}", {"message": str(exc)}) from None
+
+    return AfterValidator(check)
+
+
+def _check_alias(value: str) -> str:
+    if value.isdigit() or value in _RESERVED_ALIASES:
+        raise PydanticCustomError(
+            "reserved_alias",
+            "{message}",
+            {"message": f"alias {value!r} would be read as a version; use a word like champion"},
+        )
+    return value
+
+
+def _check_uri(value: str) -> str:
+    try:
+        parse_model_uri(value)
+    except InvalidInput as exc:
+        raise PydanticCustomError("invalid_uri", "{message}", {"message": str(exc)}) from None
+    return value
+
+
+ModelName = Annotated[str, _name("model")]
+EnvironmentName = Annotated[str, _name("environment")]
+EndpointName = Annotated[str, _name("endpoint")]
+AliasName = Annotated[str, _name("alias"), AfterValidator(_check_alias)]
+ModelUri = Annotated[str, AfterValidator(_check_uri)]
+Tags = dict[str, str]
+
+
+class _Strict(BaseModel):
+    """Unknown fields are errors; numbers written where text is expected become text."""
+
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True, frozen=True)
+
+
+class VersionSpec(_Strict):
+    """An artifact to register as a version; registered once, recognised by its SHA-256."""
+
+    path: str = Field(
+        min_length=1, description="Artifact file or folder, relative to the YAML file's folder."
+    )
+    flavor: str | None = Field(
+        default=None, description="Runtime flavor (sklearn, xgboost, ...); detected when absent."
+    )
+    sample: str | None = Field(
+        default=None,
+        description="CSV or Parquet file of training rows: gives the signature and the "
+        "reference profile drift is measured against.",
+    )
+    metrics: dict[str, float] = Field(default_factory=dict, description="Offline metrics.")
+    tags: Tags = Field(default_factory=dict, description="Free-form labels for this version.")
+    description: str = Field(default="", description="What this version is.")
+    trust: StrictBool = Field(
+        default=False,
+        description="Accept that loading this artifact runs code (pickle, custom models).",
+    )
+    aliases: list[AliasName] = Field(
+        default_factory=list, description="Aliases to point at this version, e.g. [champion]."
+    )
+
+
+class ModelSpec(_Strict):
+    """A model: who owns it, what it is, which versions and aliases it has.
+
+    Metadata fields left out (team, description, tags) are left as the registry has them.
+    """
+
+    owner: str = Field(min_length=1, description="Who is responsible (and gets paged).")
+    team: str | None = Field(default=None, description="Owning team.")
+    description: str | None = Field(default=None, description="What the model does.")
+    tags: Tags | None = Field(default=None, description="Free-form labels for the model.")
+    versions: list[VersionSpec] = Field(
+        default_factory=list, description="Artifacts to register, idempotent by SHA-256."
+    )
+    aliases: dict[AliasName, Annotated[int, Field(ge=1)]] = Field(
+        default_factory=dict, description="Aliases pointed at explicit version numbers."
+    )
+
+
+class EndpointSpec(_Strict):
+    """What an endpoint serves."""
+
+    model: ModelUri = Field(
+        description="Model URI: models:/NAME/VERSION, models:/NAME@ALIAS or models:/NAME/latest."
+    )
+
+
+class EnvironmentSpec(_Strict):
+    """One environment (staging, production, ...) and its endpoints."""
+
+    endpoints: dict[EndpointName, EndpointSpec] = Field(
+        default_factory=dict, description="Endpoint name -> what it serves."
+    )
+
+
+class ConfigFile(_Strict):
+    """A whole `modelport.yaml`."""
+
+    models: dict[ModelName, ModelSpec] = Field(default_factory=dict, description="Models by name.")
+    environments: dict[EnvironmentName, EnvironmentSpec] = Field(
+        default_factory=dict, description="Environments by name."
+    )
+
+
+# -- source positions ---------------------------------------------------------
+
+
+def dotted(loc: Loc) -> str:
+    """``("models", "fraud", "versions", 0, "path")`` -> ``models.fraud.versions[0].path``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out or "(top level)"
+
+
+def _key(loc: Loc) -> tuple[str, ...]:
+    return tuple(str(p) for p in loc if p != _KEY_MARKER)
+
+
+@dataclass(frozen=True)
+class SourceMap:
+    """Line and column (1-based) of every key and list item in a YAML file.
+
+    A mapping entry is placed at its key, a list item at its first character. Looking
+    up a path that is not in the file (a missing field) gives its nearest parent.
+    """
+
+    file: str | None
+    positions: dict[tuple[str, ...], tuple[int, int]] = field(default_factory=dict)
+    duplicates: tuple[tuple[Loc, tuple[int, int]], ...] = ()
+
+    @classmethod
+    def empty(cls) -> SourceMap:
+        """A map with no file: errors name the field path only."""
+        return cls(file=None)
+
+    @classmethod
+    def from_node(cls, file: str, node: yaml.Node | None) -> SourceMap:
+        positions: dict[tuple[str, ...], tuple[int, int]] = {(): (1, 1)}
+        duplicates: list[tuple[Loc, tuple[int, int]]] = []
+        if node is not None:
+            positions[()] = _position(node)
+            for loc, child, is_duplicate in _entries(node, (), set()):
+                if is_duplicate:
+                    duplicates.append((loc, _position(child)))
+                else:
+                    positions[_key(loc)] = _position(child)
+        return cls(file=file, positions=positions, duplicates=tuple(duplicates))
+
+    def position(self, loc: Loc) -> tuple[int, int] | None:
+        """Where ``loc`` is written, or its nearest parent that is."""
+        key = _key(loc)
+        for end in range(len(key), -1, -1):
+            if key[:end] in self.positions:
+                return self.positions[key[:end]]
+        return None
+
+    def describe(self, loc: Loc) -> str:
+        """``file:line:col: dotted.path`` for ``loc`` (only the path without a file)."""
+        path = dotted(tuple(p for p in loc if p != _KEY_MARKER))
+        where = self.position(loc)
+        if self.file is None or where is None:
+            return path
+        return f"{self.file}:{where[0]}:{where[1]}: {path}"
+
+    def error(self, loc: Loc, message: str) -> str:
+        """One error line: ``file:line:col: dotted.path: message``."""
+        return f"{self.describe(loc)}: {message}"
+
+    def line_of(self, loc: Loc) -> int:
+        where = self.position(loc)
+        return where[0] if where else 0
+
+
+def _position(node: yaml.Node) -> tuple[int, int]:
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+def _entries(node: yaml.Node, loc: Loc, seen: set[int]) -> Iterator[tuple[Loc, yaml.Node, bool]]:
+    """Every (path, node-to-point-at, is-duplicate-key) below ``node``, depth first."""
+    if id(node) in seen:  # an anchor that refers to itself
+        return
+    seen = seen | {id(node)}
+    if isinstance(node, yaml.MappingNode):
+        keys: set[str] = set()
+        for key_node, value in node.value:
+            name = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "?"
+            child = (*loc, name)
+            duplicate = name in keys and name != "<<"
+            keys.add(name)
+            yield child, key_node, duplicate
+            if not duplicate:
+                yield from _entries(value, child, seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            yield (*loc, index), item, False
+            yield from _entries(item, (*loc, index), seen)
+
+
+# -- loading --------------------------------------------------------------------
+
+
+def load_config(path: str | Path) -> tuple[ConfigFile, SourceMap]:
+    """Read and validate a `modelport.yaml`.
+
+    Raises `InvalidConfig` listing every problem found, one per line, each as
+    ``file:line:col: field.path: what is wrong``.
+
+    Example::
+
+        config, source = load_config("modelport.yaml")
+        plan = modelport.config.plan(client, config, Path("."), source=source)
+    """
+    file = str(path)
+    text = _read(Path(path))
+    node, data = _parse(file, text)
+    source = SourceMap.from_node(file, node)
+    errors = [
+        (
+            line,
+            f"{file}:{line}:{col}: {dotted(loc)}: duplicate key (the first one is on line "
+            f"{source.line_of(loc)})",
+        )
+        for loc, (line, col) in source.duplicates
+    ]
+    if node is None:
+        errors.append(
+            (1, f"{file}:1:1: the file is empty; declare `models:` and/or `environments:`")
+        )
+        raise _invalid(errors)
+    try:
+        config = ConfigFile.model_validate(data)
+    except ValidationError as exc:
+        errors.extend(
+            (source.line_of(err["loc"]), source.error(err["loc"], _message(err)))
+            for err in exc.errors()
+        )
+        raise _invalid(errors) from None
+    errors.extend(_cross_checks(config, source))
+    if errors:
+        raise _invalid(errors)
+    return config, source
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidConfig(
+            f"{path}: no such file", hint="pass the path of a modelport.yaml"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidConfig(f"{path}: cannot read it: {exc}") from None
+
+
+def _parse(file: str, text: str) -> tuple[yaml.Node | None, Any]:
+    try:
+        return yaml.compose(text, Loader=yaml.SafeLoader), yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark else file
+        what = exc.problem or exc.context or "cannot parse"
+        if exc.context and exc.context_mark and exc.problem:
+            what += f" ({exc.context} started on line {exc.context_mark.line + 1})"
+        raise InvalidConfig(
+            f"{where}: YAML syntax error: {what}", hint="check indentation, colons and quotes"
+        ) from None
+    except yaml.YAMLError as exc:
+        raise InvalidConfig(f"{file}: YAML syntax error: {exc}") from None
+
+
+def _invalid(errors: list[tuple[int, str]]) -> InvalidConfig:
+    """One error holding every problem, one per line, in file order."""
+    lines = [message for _, message in sorted(errors, key=lambda e: e[0])]
+    return InvalidConfig("\n".join(lines), hint="the format is described in docs/config.md")
+
+
+def _message(err: ErrorDetails) -> str:
+    """A short, lower-case message for one pydantic error."""
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return "unknown field" + _suggestion(err["loc"])
+    if kind == "missing":
+        return "required field is missing"
+    if kind in ("invalid_name", "invalid_uri", "reserved_alias"):
+        return err["msg"]
+    if kind in ("model_type", "dict_type"):
+        return f"expected a mapping of fields, got {_kind_of(err.get('input'))}"
+    msg = err["msg"][:1].lower() + err["msg"][1:]
+    value = err.get("input")
+    if isinstance(value, str | int | float | bool) or value is None:
+        msg += f", got {value!r}"
+    return msg
+
+
+def _kind_of(value: Any) -> str:
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str | int | float | bool) or value is None:
+        return repr(value)
+    return type(value).__name__
+
+
+def _suggestion(loc: Loc) -> str:
+    fields = _fields_at(loc[:-1])
+    if not fields:
+        return ""
+    close = difflib.get_close_matches(str(loc[-1]), fields, n=1)
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    return f" (expected one of: {', '.join(fields)})"
+
+
+def _fields_at(loc: Loc) -> list[str]:
+    """The field names of the model found at ``loc`` in `ConfigFile`, if it is one."""
+    tp: Any = ConfigFile
+    for part in loc:
+        tp = _unwrap(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            info = tp.model_fields.get(str(part))
+            if info is None:
+                return []
+            tp = info.annotation
+        elif get_origin(tp) in (dict, list):
+            tp = get_args(tp)[-1]
+        else:
+            return []
+    tp = _unwrap(tp)
+    return list(tp.model_fields) if isinstance(tp, type) and issubclass(tp, BaseModel) else []
+
+
+def _unwrap(tp: Any) -> Any:
+    """``Annotated[X, ...]`` -> X; ``X | None`` -> X."""
+    while get_origin(tp) is Annotated:
+        tp = get_args(tp)[0]
+    if get_origin(tp) in (Union, types.UnionType):
+        rest = [a for a in get_args(tp) if a is not type(None)]
+        tp = rest[0] if len(rest) == 1 else tp
+    return tp
+
+
+def _cross_checks(config: ConfigFile, source: SourceMap) -> list[tuple[int, str]]:
+    """What one field cannot check alone: each alias set at most once per model."""
+    errors: list[tuple[int, str]] = []
+    for name, model in config.models.items():
+        first: dict[str, Loc] = {}
+        for loc, alias in _alias_locs(name, model):
+            if alias in first:
+                message = (
+                    f"alias {alias!r} is set twice; first on line {source.line_of(first[alias])}"
+                    f" ({dotted(first[alias])})"
+                )
+                errors.append((source.line_of(loc), source.error(loc, message)))
+            else:
+                first[alias] = loc
+    return errors
+
+
+def _alias_locs(name: str, model: ModelSpec) -> Iterator[tuple[Loc, str]]:
+    for index, version in enumerate(model.versions):
+        for position, alias in enumerate(version.aliases):
+            yield ("models", name, "versions", index, "aliases", position), alias
+    for alias in model.aliases:
+        yield ("models", name, "aliases", alias), alias
+
+
+__all__ = [
+    "ConfigFile",
+    "EndpointSpec",
+    "EnvironmentSpec",
+    "Loc",
+    "ModelSpec",
+    "SourceMap",
+    "VersionSpec",
+    "dotted",
+    "load_config",
+]
