@@ -9,7 +9,8 @@ Example::
     apply(client, plan)
 """
 
-from modelport.config.apply import ApplyResult, Change, Plan, apply, plan, plan_file
+from modelport.config.plan import ApplyResult, Change, Plan, apply
+from modelport.config.planner import plan, plan_file
 from modelport.config.schema import ConfigFile, SourceMap, load_config
 
 __all__ = [

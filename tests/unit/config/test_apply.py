@@ -11,7 +11,7 @@ from sklearn.linear_model import LogisticRegression
 
 from modelport.client import Client
 from modelport.config import apply, load_config, plan, plan_file
-from modelport.config.apply import Change, Plan
+from modelport.config.plan import Change, Plan
 from modelport.errors import InvalidConfig
 
 from .conftest import WriteYaml
