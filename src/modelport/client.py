@@ -223,6 +223,14 @@ class Client:
             sample_input = sample_frame(sample_input, list(names) if names is not None else None)
         with tempfile.TemporaryDirectory() as tmp:
             saved = save_model(model, Path(tmp))
+            classes = saved.extra.get("classes")
+            if classes is not None and classes != list(range(len(classes))):
+                raise InvalidInput(
+                    f"{type(model).__name__} was trained on the labels {classes}, but its "
+                    "native file keeps only class indices 0..k-1",
+                    hint="encode the labels as 0..k-1 before training (e.g. LabelEncoder) "
+                    "and map them back in the application",
+                )
             return self.register_model(
                 name, saved.path, flavor=saved.flavor, sample_input=sample_input, **kwargs
             )
