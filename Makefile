@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8000
 
-.PHONY: help setup demo test test-fast lint typecheck bench services clean
+.PHONY: help setup demo test test-fast lint typecheck bench bench-fast services clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -38,6 +38,11 @@ typecheck: $(STAMP) ## mypy on src
 
 bench: $(STAMP) ## Serving benchmark: Modelport vs plain FastAPI, same run
 	$(BIN)/python bench/serve_bench.py
+
+bench-fast: $(STAMP) ## Fast-path benchmark under wrk vs 3 baselines (~14 min; ARGS=--quick ~4)
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	@$(BIN)/python -c 'import uvloop, httptools' 2>/dev/null || $(BIN)/pip install --quiet uvloop httptools
+	$(BIN)/python bench/fast_bench.py $(ARGS)
 
 clean: ## Remove demo state
 	rm -rf .modelport demo

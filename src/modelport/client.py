@@ -17,13 +17,19 @@ import getpass
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from modelport.artifacts import ArtifactRef, LocalArtifactStore
-from modelport.errors import InvalidInput, ModelportError, NotFound, UntrustedArtifact
+from modelport.errors import (
+    ArtifactError,
+    InvalidInput,
+    ModelportError,
+    NotFound,
+    UntrustedArtifact,
+)
 from modelport.profile import compute_profile
 from modelport.registry import (
     Deployment,
@@ -32,6 +38,7 @@ from modelport.registry import (
     Model,
     ModelVersion,
     Registry,
+    ServingOptions,
 )
 from modelport.runtimes import detect_flavor, get_runtime, needs_trust, save_model
 from modelport.runtimes.base import LoadContext, Prediction, Runtime
@@ -61,16 +68,51 @@ def output_specs(
     ]
 
 
+RuntimeKind = Literal["native", "compiled"]
+
+
+def compiled_artifact(version: ModelVersion) -> ArtifactRef | None:
+    """The verified ONNX form of a version, if registration produced one."""
+    info = version.compiled or {}
+    if info.get("status") != "compiled":
+        return None
+    return ArtifactRef(sha256=info["sha256"], name=info["name"], size=int(info.get("size", 0)))
+
+
+def runtime_kind(version: ModelVersion, choice: str) -> RuntimeKind:
+    """Which form of ``version`` to serve for a deployment's ``runtime`` choice."""
+    if choice == "native":
+        return "native"
+    if choice == "compiled" or compiled_artifact(version) is not None:
+        return "compiled"
+    return "native"
+
+
 def load_runtime(
-    version: ModelVersion, artifacts: LocalArtifactStore, *, threads: int = 1, verify: bool = True
+    version: ModelVersion,
+    artifacts: LocalArtifactStore,
+    *,
+    kind: RuntimeKind = "native",
+    threads: int = 1,
+    verify: bool = True,
 ) -> Runtime:
-    """Load a version's runtime from the artifact store, checking its hash first."""
+    """Load a version's runtime (native or compiled) from the store, checking its hash first."""
+    ref, flavor = version.artifact, version.flavor
+    if kind == "compiled":
+        compiled = compiled_artifact(version)
+        if compiled is None:
+            reason = (version.compiled or {}).get("reason", "it was registered before compiling")
+            raise ArtifactError(
+                f"{version.uri} has no compiled form: {reason}",
+                hint="deploy it with runtime native (or auto)",
+            )
+        ref, flavor = compiled, "onnx"
     if verify:
-        artifacts.verify(version.artifact)
-    runtime = get_runtime(version.flavor)
+        artifacts.verify(ref)
+    runtime = get_runtime(flavor)
     runtime.load(
         LoadContext(
-            path=artifacts.local_path(version.artifact),
+            path=artifacts.local_path(ref),
             signature=version.signature,
             trusted=version.trusted,
             num_threads=threads,
@@ -154,6 +196,7 @@ class Client:
         finally:
             runtime.unload()
         sig = sig.with_outputs(output_specs(prediction, task, classes))
+        compiled = self._compile(flavor, ref, sig, frame, trust)
         profile, sample_sha = None, None
         if frame is not None:
             sample = frame.head(REFERENCE_ROWS)
@@ -177,8 +220,36 @@ class Client:
             profile=profile,
             sample_sha256=sample_sha,
             trusted=trust,
+            compiled=compiled,
             created_by=self.user,
         )
+
+    def _compile(
+        self,
+        flavor: str,
+        ref: ArtifactRef,
+        sig: Signature,
+        frame: pd.DataFrame | None,
+        trust: bool,
+    ) -> dict[str, Any]:
+        """Convert to ONNX and verify on the sample; store the result as a derived artifact."""
+        from modelport.compile import compile_model
+
+        if not self.settings.compile_models:
+            return {"status": "skipped", "reason": "compiling is off (MODELPORT_COMPILE_MODELS)"}
+        if frame is None:
+            return {"status": "skipped", "reason": "no sample input to verify a compiled form on"}
+        sample = sig.coerce({c: frame[c].to_numpy() for c in frame})
+        with tempfile.TemporaryDirectory() as tmp:
+            result = compile_model(
+                flavor, self.artifacts.local_path(ref), sig, sample, Path(tmp), trusted=trust
+            )
+            info = result.to_dict()
+            info.pop("path", None)
+            if result.path is not None:
+                stored = self.artifacts.put(result.path)
+                info.update(sha256=stored.sha256, name=stored.name, size=stored.size)
+        return info
 
     def _signature(
         self, signature: Signature | Mapping[str, Any] | None, frame: pd.DataFrame | None
@@ -260,11 +331,17 @@ class Client:
     # -- deployment ----------------------------------------------------------
 
     def deploy(
-        self, endpoint: str, uri: str, *, env: str = "production", reason: str | None = None
+        self,
+        endpoint: str,
+        uri: str,
+        *,
+        env: str = "production",
+        reason: str | None = None,
+        serving: ServingOptions | None = None,
     ) -> Deployment:
         """Point ``endpoint`` in ``env`` at the version ``uri`` names (aliases resolve now)."""
         version = self.get_version(uri)
-        spec = DeploymentSpec.single(version.name, version.version, source=uri)
+        spec = DeploymentSpec.single(version.name, version.version, source=uri, serving=serving)
         return self.registry.set_deployment(env, endpoint, spec, actor=self.user, reason=reason)
 
     def undeploy(self, endpoint: str, *, env: str = "production") -> None:
@@ -298,7 +375,8 @@ class Client:
     def load(self, uri: str) -> tuple[ModelVersion, Runtime]:
         """Load a version in this process (hash checked), e.g. for notebooks and tests."""
         version = self.get_version(uri)
-        return version, load_runtime(version, self.artifacts, threads=self.settings.runtime_threads)
+        runtime = load_runtime(version, self.artifacts, threads=self.settings.runtime_threads)
+        return version, runtime
 
     def predict(self, uri: str, data: Any) -> Prediction:
         """Predict with a registered version in this process; input is checked like a request."""

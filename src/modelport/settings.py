@@ -62,6 +62,14 @@ class Settings(BaseSettings):
     runtime_threads: int = Field(
         default=1, description="Threads each loaded model may use (intra-op / OpenMP)."
     )
+    compile_models: bool = Field(
+        default=True,
+        description="Convert tree and linear models to ONNX at registration (verified on "
+        "the sample) so endpoints can serve the compiled form.",
+    )
+    workers: int = Field(
+        default=0, description="Server processes behind one port; 0 means one per CPU core."
+    )
     user: str | None = Field(
         default=None, description="Who is acting, recorded on registrations and deployments."
     )

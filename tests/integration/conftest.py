@@ -87,6 +87,7 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
         env = os.environ | {
             "MODELPORT_HOME": str(settings.home),
             "MODELPORT_POLL_INTERVAL_SECONDS": "0.2",
+            "MODELPORT_WORKERS": "1",
         }
         if settings.registry_url:
             env["MODELPORT_REGISTRY_URL"] = settings.registry_url

@@ -96,3 +96,34 @@ def test_empty_request_is_rejected() -> None:
     sig = Signature((ColumnSpec("a", "double"),))
     with pytest.raises(SignatureMismatch, match="no rows"):
         sig.coerce({"a": []})
+
+
+def test_numeric_blocks_take_the_vectorised_path_with_the_same_result() -> None:
+    from modelport.signature import Table
+
+    sig = Signature((ColumnSpec("a", "double"), ColumnSpec("b", "double")))
+    table = Table(["b", "x", "a"], np.array([[1.0, 9.0, 2.0], [3.0, 9.0, 4.0]]))
+    fast = sig.coerce_table(table)
+    slow = sig.coerce({"a": [2.0, 4.0], "b": [1.0, 3.0]})
+    assert isinstance(fast, Table) and list(fast) == ["a", "b"]
+    assert fast.matrix.tolist() == [[2.0, 1.0], [4.0, 3.0]]
+    for name in ("a", "b"):
+        np.testing.assert_array_equal(fast[name], slow[name])
+
+
+def test_numeric_block_errors_name_the_row_like_the_column_path() -> None:
+    from modelport.signature import Table
+
+    sig = Signature((ColumnSpec("a", "double"), ColumnSpec("b", "double")))
+    with pytest.raises(SignatureMismatch, match=r"column 'b' has a missing value .* at row 1"):
+        sig.coerce_table(Table(["a", "b"], np.array([[1.0, 2.0], [3.0, np.nan]])))
+    with pytest.raises(SignatureMismatch, match=r"missing input column\(s\) \['b'\]"):
+        sig.coerce_table(Table(["a", "c"], np.array([[1.0, 2.0]])))
+    ints = Signature((ColumnSpec("n", "long"),)).coerce_matrix([[1], [2]])
+    assert ints["n"].dtype == np.int64
+
+
+def test_bools_never_pass_as_numbers_in_blocks() -> None:
+    sig = Signature((ColumnSpec("a", "double"), ColumnSpec("b", "double")))
+    with pytest.raises(SignatureMismatch, match="expects double, got bool True"):
+        sig.coerce_matrix([[1.0, True]])

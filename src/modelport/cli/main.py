@@ -318,11 +318,28 @@ def deploy(
     uri: Annotated[str, typer.Argument(help="models:/NAME/VERSION or models:/NAME@ALIAS.")],
     env: EnvOption = "production",
     reason: Annotated[str | None, typer.Option(help="Why, kept in the history.")] = None,
+    runtime: Annotated[
+        str, typer.Option(help="auto, native or compiled (the verified ONNX form).")
+    ] = "auto",
+    batching: Annotated[bool, typer.Option(help="Coalesce concurrent requests.")] = True,
+    max_batch_size: Annotated[int, typer.Option(help="Most rows per model call.")] = 64,
+    max_wait_ms: Annotated[float, typer.Option(help="Longest wait for company, ms.")] = 1.0,
 ) -> None:
     """Serve a model version at ENDPOINT in an environment."""
+    from modelport.config.schema import ServingSpec
+
     c: Ctx = ctx.obj
     with handled():
-        d = c.client.deploy(endpoint, uri, env=env, reason=reason)
+        try:
+            serving = ServingSpec(
+                runtime=runtime,  # type: ignore[arg-type]
+                batching=batching,
+                max_batch_size=max_batch_size,
+                max_wait_ms=max_wait_ms,
+            ).options()
+        except ValueError as exc:
+            raise errors.InvalidInput(f"invalid serving option: {exc}") from exc
+        d = c.client.deploy(endpoint, uri, env=env, reason=reason, serving=serving)
     emit(
         c,
         d.to_dict(),
@@ -496,22 +513,22 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     load: Annotated[str, typer.Option(help="eager (at start) or lazy (first request).")] = "eager",
+    workers: Annotated[
+        int | None, typer.Option(help="Server processes behind the port (default: CPU cores).")
+    ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve every endpoint of an environment over HTTP."""
-    import uvicorn
-
-    from modelport.serving.app import create_app
+    from modelport.serving.server import run_server
 
     c: Ctx = ctx.obj
     with handled():
         if load not in ("eager", "lazy"):
             raise errors.InvalidInput(f"--load must be eager or lazy, not {load!r}")
-        settings = c.settings.model_copy(
-            update={"env": env, "host": host, "port": port, "load_mode": load}
-        )
-        application = create_app(settings)
-    uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False)
+        update: dict[str, Any] = {"env": env, "host": host, "port": port, "load_mode": load}
+        if workers is not None:
+            update["workers"] = workers
+        run_server(c.settings.model_copy(update=update), log_level=log_level)
 
 
 @app.command()
@@ -542,6 +559,7 @@ def demo(
             host="127.0.0.1",
             port=port,
             load="eager",
+            workers=None,
             log_level="info",
         )
     del c

@@ -23,7 +23,7 @@ import pandas as pd
 from modelport.client import Client
 from modelport.config.schema import ModelSpec, VersionSpec
 from modelport.errors import ModelportError
-from modelport.registry import Deployment, ModelVersion
+from modelport.registry import Deployment, ModelVersion, ServingOptions
 
 ChangeKind = Literal["model", "version", "alias", "deployment"]
 Action = Literal["create", "update", "unchanged"]
@@ -146,10 +146,11 @@ class DeploymentStep:
     endpoint: str
     uri: str
     reason: str
+    serving: ServingOptions = field(default_factory=ServingOptions)
 
     def run(self, client: Client, registered: dict[int, ModelVersion]) -> str:
         deployment = client.deploy(
-            self.endpoint, self.uri, env=self.environment, reason=self.reason
+            self.endpoint, self.uri, env=self.environment, reason=self.reason, serving=self.serving
         )
         return f"{serves(deployment)} ({self.uri}), revision {deployment.revision}"
 

@@ -39,7 +39,7 @@ from modelport.config.plan import (
 )
 from modelport.config.schema import ConfigFile, Loc, ModelSpec, SourceMap, VersionSpec, load_config
 from modelport.errors import InvalidConfig, ModelportError, NotFound
-from modelport.registry import DeploymentSpec, Model
+from modelport.registry import DeploymentSpec, Model, ServingOptions
 from modelport.runtimes import RUNTIMES, detect_flavor, needs_trust
 from modelport.uri import parse_model_uri
 
@@ -300,8 +300,9 @@ class _Planner:
                 ref = self._resolve(spec.model, loc)
                 if ref is None:
                     continue
-                change = self._deployment_change(env, endpoint, spec.model, ref)
-                steps.append(DeploymentStep(change, env, endpoint, spec.model, reason))
+                serving = spec.serving.options()
+                change = self._deployment_change(env, endpoint, spec.model, ref, serving)
+                steps.append(DeploymentStep(change, env, endpoint, spec.model, reason, serving))
         return steps
 
     def _resolve(self, uri: str, loc: Loc) -> VersionRef | None:
@@ -329,7 +330,9 @@ class _Planner:
         self._error(loc, f"model {ref.name!r} has no versions yet")
         return None
 
-    def _deployment_change(self, env: str, endpoint: str, uri: str, ref: VersionRef) -> Change:
+    def _deployment_change(
+        self, env: str, endpoint: str, uri: str, ref: VersionRef, serving: ServingOptions
+    ) -> Change:
         target = f"{env}/{endpoint}"
         wanted = f"{ref.model} {ref.show()} ({uri})"
         try:
@@ -337,9 +340,12 @@ class _Planner:
         except NotFound:
             return Change("deployment", "create", target, wanted)
         if ref.number is not None:
-            spec = DeploymentSpec.single(ref.model, ref.number, source=uri)
+            spec = DeploymentSpec.single(ref.model, ref.number, source=uri, serving=serving)
             if current.spec.to_dict() == spec.to_dict():
                 return Change("deployment", "unchanged", target, wanted)
+            if current.spec.serving != serving and serves(current) == f"{ref.model} {ref.show()}":
+                detail = f"serving {current.spec.serving.to_dict()} -> {serving.to_dict()}"
+                return Change("deployment", "update", target, detail)
             if serves(current) == f"{ref.model} {ref.show()}":
                 was = current.spec.primary.source
                 detail = f"{ref.model} {ref.show()}, source {was} -> {uri}"

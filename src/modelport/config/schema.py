@@ -19,13 +19,14 @@ import types
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, ValidationError
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from modelport.errors import InvalidConfig, InvalidInput
+from modelport.registry import ServingOptions
 from modelport.uri import check_name, parse_model_uri
 
 #: Where a value sits in the file: mapping keys and list indices from the root.
@@ -126,11 +127,32 @@ class ModelSpec(_Strict):
     )
 
 
+class ServingSpec(_Strict):
+    """How an endpoint runs its model (see `modelport.registry.ServingOptions`)."""
+
+    runtime: Literal["auto", "native", "compiled"] = Field(
+        default="auto",
+        description="compiled: the verified ONNX form; native: the flavor's library; "
+        "auto: compiled when the version has one.",
+    )
+    batching: bool = Field(default=True, description="Coalesce concurrent requests.")
+    max_batch_size: int = Field(default=64, ge=1, description="Most rows per model call.")
+    max_wait_ms: float = Field(
+        default=1.0, ge=0, description="Longest a batch's first request waits for company."
+    )
+
+    def options(self) -> ServingOptions:
+        return ServingOptions(**self.model_dump())
+
+
 class EndpointSpec(_Strict):
     """What an endpoint serves."""
 
     model: ModelUri = Field(
         description="Model URI: models:/NAME/VERSION, models:/NAME@ALIAS or models:/NAME/latest."
+    )
+    serving: ServingSpec = Field(
+        default_factory=ServingSpec, description="Runtime and batching settings."
     )
 
 

@@ -6,6 +6,7 @@ from modelport.registry.entities import (
     DeploymentSpec,
     Model,
     ModelVersion,
+    ServingOptions,
     Variant,
 )
 from modelport.registry.store import Registry
@@ -17,5 +18,6 @@ __all__ = [
     "Model",
     "ModelVersion",
     "Registry",
+    "ServingOptions",
     "Variant",
 ]

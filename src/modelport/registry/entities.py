@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from modelport.artifacts import ArtifactRef
 from modelport.signature import Signature
@@ -66,6 +66,7 @@ class ModelVersion:
     created_by: str | None
     created_at: datetime
     aliases: tuple[str, ...] = ()
+    compiled: dict[str, Any] | None = None
 
     @property
     def uri(self) -> str:
@@ -94,6 +95,7 @@ class ModelVersion:
             "created_by": self.created_by,
             "created_at": iso(self.created_at),
             "aliases": list(self.aliases),
+            "compiled": self.compiled,
         }
         if with_profile:
             out["profile"] = self.profile
@@ -131,26 +133,73 @@ class Variant:
         )
 
 
+RuntimeChoice = Literal["auto", "native", "compiled"]
+
+
+@dataclass(frozen=True)
+class ServingOptions:
+    """How an endpoint runs its model.
+
+    ``runtime``: ``compiled`` serves the verified ONNX form (and fails to load without
+    one), ``native`` the flavor's own library, ``auto`` the compiled form when the
+    version has one. Batching coalesces concurrent requests into one model call of at
+    most ``max_batch_size`` rows, waiting at most ``max_wait_ms`` for company.
+    """
+
+    runtime: RuntimeChoice = "auto"
+    batching: bool = True
+    max_batch_size: int = 64
+    max_wait_ms: float = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "runtime": self.runtime,
+            "batching": self.batching,
+            "max_batch_size": self.max_batch_size,
+            "max_wait_ms": self.max_wait_ms,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> ServingOptions:
+        return cls(**(data or {}))
+
+
 @dataclass(frozen=True)
 class DeploymentSpec:
     """What an endpoint serves. Holds a list of variants so splits can be added later."""
 
     variants: tuple[Variant, ...]
+    serving: ServingOptions = field(default_factory=ServingOptions)
 
     @property
     def primary(self) -> Variant:
         return max(self.variants, key=lambda v: v.weight)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"variants": [v.to_dict() for v in self.variants]}
+        return {
+            "variants": [v.to_dict() for v in self.variants],
+            "serving": self.serving.to_dict(),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DeploymentSpec:
-        return cls(variants=tuple(Variant.from_dict(v) for v in data["variants"]))
+        return cls(
+            variants=tuple(Variant.from_dict(v) for v in data["variants"]),
+            serving=ServingOptions.from_dict(data.get("serving")),
+        )
 
     @classmethod
-    def single(cls, model: str, version: int, source: str | None = None) -> DeploymentSpec:
-        return cls(variants=(Variant(model=model, version=version, source=source),))
+    def single(
+        cls,
+        model: str,
+        version: int,
+        source: str | None = None,
+        serving: ServingOptions | None = None,
+    ) -> DeploymentSpec:
+        return cls(
+            variants=(Variant(model=model, version=version, source=source),),
+            serving=serving or ServingOptions(),
+        )
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,8 @@ model_versions = sa.Table(
     sa.Column("profile", sa.JSON, nullable=True),
     sa.Column("sample_sha256", sa.String(64), nullable=True),
     sa.Column("trusted", sa.Boolean, nullable=False, default=False),
+    # {"status": compiled|failed|skipped, "reason", "sha256", "name", "max_abs_diff", ...}
+    sa.Column("compiled", sa.JSON, nullable=True),
     sa.Column("trusted_by", sa.String(256), nullable=True),
     sa.Column("created_by", sa.String(256), nullable=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),

@@ -40,7 +40,7 @@ from modelport.uri import ModelRef, check_name
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 #: The newest migration; `migrate` skips Alembic entirely when the database has it.
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 _PG_MIGRATION_LOCK = 0x6D6F_6465  # "mode": one migration at a time per database
 
 
@@ -239,6 +239,7 @@ class Registry:
         profile: dict[str, Any] | None = None,
         sample_sha256: str | None = None,
         trusted: bool = False,
+        compiled: dict[str, Any] | None = None,
         created_by: str | None = None,
     ) -> ModelVersion:
         """Add the next numbered version of ``name`` (creating the model if needed)."""
@@ -271,6 +272,7 @@ class Registry:
                     sample_sha256=sample_sha256,
                     trusted=trusted,
                     trusted_by=created_by if trusted else None,
+                    compiled=compiled,
                     created_by=created_by,
                     created_at=_now(),
                 )
@@ -304,6 +306,7 @@ class Registry:
             sample_sha256=row.sample_sha256,
             trusted=bool(row.trusted),
             trusted_by=row.trusted_by,
+            compiled=row.compiled,
             created_by=row.created_by,
             created_at=_utc(row.created_at),
             aliases=tuple(a for a, v in aliases.items() if v == row.version),

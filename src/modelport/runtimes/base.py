@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from modelport.errors import ArtifactError, PredictionFailed, Unavailable
-from modelport.signature import Columns, Signature
+from modelport.signature import Columns, Signature, Table
 
 Task = Literal["classification", "regression", "other"]
 
@@ -86,6 +86,8 @@ def as_frame(columns: Columns) -> pd.DataFrame:
     Columns of one numeric dtype become a single 2-D block, which pandas builds several
     times faster than a frame of separate columns.
     """
+    if isinstance(columns, Table):
+        return pd.DataFrame(columns.matrix, columns=list(columns), copy=False)
     arrays = list(columns.values())
     dtype = arrays[0].dtype
     if dtype.kind in "fiub" and all(a.dtype == dtype for a in arrays):
@@ -95,6 +97,8 @@ def as_frame(columns: Columns) -> pd.DataFrame:
 
 def as_matrix(columns: Columns, dtype: Any = np.float32) -> np.ndarray:
     """Columns -> 2-D array (rows x columns) in signature order."""
+    if isinstance(columns, Table):
+        return columns.matrix.astype(dtype, copy=False)
     return np.column_stack([np.asarray(v, dtype=dtype) for v in columns.values()])
 
 

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from modelport import __version__
@@ -22,6 +23,7 @@ from modelport.errors import ModelportError
 from modelport.serving import http
 from modelport.serving.dataplane import DataPlane
 from modelport.serving.fastpath import FastPath
+from modelport.serving.metrics import ServingMetrics
 from modelport.serving.routes import control, native, v2
 from modelport.serving.state import AppState
 from modelport.settings import Settings
@@ -36,6 +38,8 @@ def create_app(settings: Settings | None = None, *, client: Client | None = None
     settings = settings or Settings()
     client = client or Client(settings)
     plane = DataPlane(settings, client.registry, client.artifacts)
+    metrics = ServingMetrics()
+    plane.batch_observer = metrics.batch_observer
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -58,4 +62,11 @@ def create_app(settings: Settings | None = None, *, client: Client | None = None
     app.include_router(native.router)
     app.include_router(v2.router)
     app.include_router(control.router)
-    return FastPath(app, plane, settings.max_body_bytes)
+
+    @app.get("/metrics", tags=["metrics"], response_class=Response)
+    def prometheus_metrics() -> Response:
+        """Prometheus exposition, summed over every worker process."""
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
+
+    return FastPath(app, plane, settings.max_body_bytes, metrics)

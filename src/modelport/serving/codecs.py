@@ -24,6 +24,7 @@ import orjson
 from modelport.errors import InvalidInput
 from modelport.runtimes.base import Prediction
 from modelport.serving.dataplane import PredictResult, RawInput
+from modelport.signature import Table, numeric_matrix
 
 SHAPES = ("dataframe_split", "dataframe_records", "instances", "inputs")
 
@@ -55,6 +56,9 @@ def _split(split: Any) -> dict[str, Any]:
     columns, data = split["columns"], split["data"]
     if not isinstance(columns, list) or not isinstance(data, list):
         raise InvalidInput("'dataframe_split.columns' and '.data' must be lists")
+    matrix = numeric_matrix(data)
+    if matrix is not None and matrix.shape[1] == len(columns):
+        return Table([str(c) for c in columns], matrix)
     for i, row in enumerate(data):
         if not isinstance(row, list) or len(row) != len(columns):
             raise InvalidInput(

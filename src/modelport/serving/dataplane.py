@@ -14,19 +14,20 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from modelport.artifacts import LocalArtifactStore
-from modelport.client import load_runtime
-from modelport.errors import ModelportError, NotFound, PredictionFailed, Unavailable
-from modelport.registry import Deployment, ModelVersion, Registry
+from modelport.client import RuntimeKind, load_runtime, runtime_kind
+from modelport.errors import ModelportError, NotFound, PredictionFailed
+from modelport.registry import Deployment, ModelVersion, Registry, ServingOptions
 from modelport.runtimes.base import Prediction, Runtime
-from modelport.serving.pool import ModelPool
+from modelport.serving.batcher import Batcher, BatchingConfig, BatchObserver, BatchStats
+from modelport.serving.pool import ModelPool, VersionKey
 from modelport.settings import Settings
-from modelport.signature import Columns
+from modelport.signature import Table
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,16 @@ class EndpointState:
     def version(self) -> ModelVersion:
         primary = self.deployment.spec.primary
         return self.versions[primary.version]
+
+    @property
+    def serving(self) -> ServingOptions:
+        return self.deployment.spec.serving
+
+    def kind(self, version: ModelVersion) -> RuntimeKind:
+        return runtime_kind(version, self.serving.runtime)
+
+    def runtime_keys(self) -> set[VersionKey]:
+        return {(v.name, v.version, self.kind(v)) for v in self.versions.values()}
 
 
 @dataclass
@@ -85,9 +96,18 @@ class DataPlane:
         self._synced = False
         self._watcher: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=max(4, os.cpu_count() or 1))
+        self._batchers: dict[tuple[str, int, str], tuple[Runtime, Batcher]] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+        #: makes the per-batch callback for an endpoint's version (the metrics hook)
+        self.batch_observer: Callable[[str, ModelVersion], BatchObserver] | None = None
 
-    def _load(self, version: ModelVersion) -> Runtime:
-        return load_runtime(version, self.artifacts, threads=self.settings.runtime_threads)
+    def _load(self, version: ModelVersion, kind: str) -> Runtime:
+        return load_runtime(
+            version,
+            self.artifacts,
+            kind="compiled" if kind == "compiled" else "native",
+            threads=self.settings.runtime_threads,
+        )
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -100,6 +120,7 @@ class DataPlane:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
+        await asyncio.gather(*(b.close() for _, b in self._batchers.values()), *self._closing)
         await self.pool.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
@@ -140,11 +161,11 @@ class DataPlane:
             state = EndpointState(deployment=deployment, versions=versions)
             self.endpoints[deployment.endpoint] = state
             if self.settings.load_mode == "eager":
-                await self._load_all(state, versions)
+                await self._load_all(state, deployment, versions)
             return
         state.pending = deployment
         if self.settings.load_mode == "eager":
-            ok = await self._load_all(state, versions)
+            ok = await self._load_all(state, deployment, versions)
             if not ok and state.pending is deployment:
                 return  # keep serving the old version; the error is on the endpoint
         if state.pending is deployment:
@@ -152,16 +173,19 @@ class DataPlane:
             state.error = None
             log.info("endpoint %s now serves %s", deployment.endpoint, state.version.uri)
 
-    async def _load_all(self, state: EndpointState, versions: dict[int, ModelVersion]) -> bool:
-        slots = await asyncio.gather(*(self.pool.wait_loaded(v) for v in versions.values()))
+    async def _load_all(
+        self, state: EndpointState, deployment: Deployment, versions: dict[int, ModelVersion]
+    ) -> bool:
+        choice = deployment.spec.serving.runtime
+        slots = await asyncio.gather(
+            *(self.pool.wait_loaded(v, runtime_kind(v, choice)) for v in versions.values())
+        )
         errors = [f"{s.version.uri}: {s.error}" for s in slots if s.state == "failed"]
         state.error = "; ".join(errors) or None
         return not errors
 
     def _pin(self) -> None:
-        self.pool.pin(
-            {(v.name, v.version) for s in self.endpoints.values() for v in s.versions.values()}
-        )
+        self.pool.pin({key for state in self.endpoints.values() for key in state.runtime_keys()})
 
     # -- health --------------------------------------------------------------
 
@@ -172,8 +196,9 @@ class DataPlane:
         if self.settings.load_mode == "lazy":
             return True
         return all(
-            self.pool.state((s.version.name, s.version.version)) in ("ready", "failed")
-            for s in self.endpoints.values()
+            self.pool.state(key) in ("ready", "failed")
+            for state in self.endpoints.values()
+            for key in state.runtime_keys()
         )
 
     def endpoint_ready(self, endpoint: str, version: int | None = None) -> bool:
@@ -181,7 +206,7 @@ class DataPlane:
         mv = state.versions.get(version) if version is not None else state.version
         if mv is None:
             return False
-        return self.pool.state((mv.name, mv.version)) == "ready"
+        return self.pool.state((mv.name, mv.version, state.kind(mv))) == "ready"
 
     # -- prediction ----------------------------------------------------------
 
@@ -210,12 +235,22 @@ class DataPlane:
         """Validate ``raw`` against the version's signature and predict."""
         started = time.perf_counter()
         mv = await self.version_for(endpoint, version)
-        if isinstance(raw, Mapping):
+        if isinstance(raw, Table):
+            columns = mv.signature.coerce_table(raw)
+        elif isinstance(raw, Mapping):
             columns = mv.signature.coerce(raw)
         else:
             columns = mv.signature.coerce_matrix(raw)
-        runtime = await self.pool.get(mv, self.settings.load_wait_seconds)
-        prediction = await self._run(runtime, columns, mv)
+        state = self.endpoints[endpoint]
+        kind = state.kind(mv)
+        runtime = await self.pool.get(mv, self.settings.load_wait_seconds, kind)
+        batcher = self._batcher(endpoint, mv, kind, runtime, state.serving)
+        try:
+            prediction = await batcher.predict(columns)
+        except ModelportError:
+            raise
+        except Exception as exc:
+            raise PredictionFailed(f"{mv.uri} raised {type(exc).__name__}: {exc}") from exc
         n = len(next(iter(columns.values())))
         return PredictResult(
             endpoint=endpoint,
@@ -226,14 +261,38 @@ class DataPlane:
             rows=n,
         )
 
-    async def _run(self, runtime: Runtime, columns: Columns, mv: ModelVersion) -> Prediction:
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._executor, runtime.predict, columns)
-        except ModelportError:
-            raise
-        except Exception as exc:
-            raise PredictionFailed(f"{mv.uri} raised {type(exc).__name__}: {exc}") from exc
+    def _batcher(
+        self,
+        endpoint: str,
+        mv: ModelVersion,
+        kind: str,
+        runtime: Runtime,
+        options: ServingOptions,
+    ) -> Batcher:
+        """The endpoint's batcher for this runtime (a reloaded runtime gets a new one)."""
+        key = (endpoint, mv.version, kind)
+        current = self._batchers.get(key)
+        config = BatchingConfig(
+            max_batch_size=options.max_batch_size,
+            max_wait_ms=options.max_wait_ms,
+            enabled=options.batching,
+        )
+        if current is not None and current[0] is runtime and current[1].config == config:
+            return current[1]
+        batcher = Batcher(
+            runtime,
+            config,
+            self._executor,
+            name=f"{endpoint}:{mv.uri}",
+            on_batch=self.batch_observer(endpoint, mv) if self.batch_observer else None,
+        )
+        if current is not None:
+            self._closing.add(asyncio.get_running_loop().create_task(current[1].close()))
+        self._batchers[key] = (runtime, batcher)
+        return batcher
+
+    def batch_stats(self) -> dict[str, BatchStats]:
+        return {batcher.name: batcher.stats for _, batcher in self._batchers.values()}
 
     def describe(self) -> list[dict[str, Any]]:
         """Every endpoint with what it serves and its state, for status pages and the CLI."""
@@ -248,14 +307,10 @@ class DataPlane:
                     "model": mv.name,
                     "version": mv.version,
                     "revision": state.deployment.revision,
-                    "state": self.pool.state((mv.name, mv.version)) or "not loaded",
+                    "runtime": state.kind(mv),
+                    "state": self.pool.state((mv.name, mv.version, state.kind(mv))) or "not loaded",
                     "pending_revision": state.pending.revision if state.pending else None,
                     "error": state.error,
                 }
             )
         return out
-
-
-def require_ready(plane: DataPlane, endpoint: str) -> None:
-    if not plane.endpoint_ready(endpoint):
-        raise Unavailable(f"endpoint {endpoint!r} is not ready", retry_after=1)

@@ -8,6 +8,7 @@ handlers are the same ones the documented FastAPI routes call.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -16,6 +17,7 @@ from modelport.serving import handlers
 from modelport.serving.dataplane import DataPlane
 from modelport.serving.handlers import Reply
 from modelport.serving.http import dumps
+from modelport.serving.metrics import ServingMetrics
 
 log = logging.getLogger(__name__)
 
@@ -88,10 +90,14 @@ def route(path: str) -> tuple[str, str, str | None] | None:
 class FastPath:
     """Answer ``POST`` predict routes directly; hand everything else to ``app``."""
 
-    def __init__(self, app: ASGIApp, plane: DataPlane, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, plane: DataPlane, max_body_bytes: int, metrics: ServingMetrics
+    ) -> None:
         self.app = app
         self.plane = plane
         self.max_body_bytes = max_body_bytes
+        self.metrics = metrics
+        self._children: dict[tuple[str, str, str, int], tuple[Any, Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         target = (
@@ -100,6 +106,7 @@ class FastPath:
         if target is None:
             await self.app(scope, receive, send)
             return
+        started = time.perf_counter()
         try:
             reply = await self._handle(target, scope, receive)
         except errors.ModelportError as exc:
@@ -108,6 +115,24 @@ class FastPath:
             log.exception("unexpected error on %s", scope["path"])
             reply = _INTERNAL
         await send_reply(send, reply)
+        self._observe(target[1], reply, time.perf_counter() - started)
+
+    def _observe(self, endpoint: str, reply: Reply, seconds: float) -> None:
+        key = (endpoint, reply.model, reply.version, reply.status)
+        children = self._children.get(key)
+        if children is None:
+            m = self.metrics
+            children = (
+                m.requests.labels(endpoint, reply.model, reply.version, str(reply.status)),
+                m.duration.labels(endpoint),
+                m.rows.labels(endpoint, reply.model, reply.version),
+            )
+            self._children[key] = children
+        requests, duration, rows = children
+        requests.inc()
+        duration.observe(seconds)
+        if reply.rows:
+            rows.inc(reply.rows)
 
     async def _handle(
         self, target: tuple[str, str, str | None], scope: Scope, receive: Receive

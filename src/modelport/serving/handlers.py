@@ -12,7 +12,7 @@ from typing import Any
 from modelport import errors
 from modelport.errors import NotFound
 from modelport.serving.codecs import decode_csv, decode_json, encode_result, parse_json
-from modelport.serving.dataplane import DataPlane
+from modelport.serving.dataplane import DataPlane, PredictResult
 from modelport.serving.http import dumps, status_for
 from modelport.serving.inference_protocol import (
     HEADER_LENGTH,
@@ -30,6 +30,10 @@ class Reply:
     status: int = 200
     media_type: str = "application/json"
     headers: tuple[tuple[str, str], ...] = ()
+    #: what answered, for metrics: model name, version, rows predicted
+    model: str = ""
+    version: str = ""
+    rows: int = 0
 
 
 def error_reply(exc: errors.ModelportError) -> Reply:
@@ -51,7 +55,7 @@ async def native_predict(plane: DataPlane, endpoint: str, body: bytes, content_t
     """``POST /v1/endpoints/{endpoint}/predict``: MLflow scoring JSON or CSV."""
     raw = decode_csv(body) if "csv" in content_type else decode_json(parse_json(body))
     result = await plane.predict(endpoint, raw)
-    return Reply(encode_result(result))
+    return Reply(encode_result(result), **_labels(result))
 
 
 async def v2_infer(
@@ -72,10 +76,19 @@ async def v2_infer(
     if "id" in payload:
         answer["id"] = payload["id"]
     if not binary:
-        return Reply(dumps(answer))
+        return Reply(dumps(answer), **_labels(result))
     encoded = dumps(answer)
     return Reply(
         encoded + binary,
         media_type="application/octet-stream",
         headers=((HEADER_LENGTH.lower(), str(len(encoded))),),
+        **_labels(result),
     )
+
+
+def _labels(result: PredictResult) -> dict[str, Any]:
+    return {
+        "model": result.version.name,
+        "version": str(result.version.version),
+        "rows": result.rows,
+    }

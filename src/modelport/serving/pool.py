@@ -23,7 +23,8 @@ from modelport.runtimes.base import Runtime
 
 log = logging.getLogger(__name__)
 
-VersionKey = tuple[str, int]
+#: (model, version, runtime kind): the native and the compiled form load separately.
+VersionKey = tuple[str, int, str]
 State = Literal["loading", "ready", "failed"]
 FAILED_RETRY_SECONDS = 30.0
 
@@ -33,6 +34,7 @@ class Slot:
     """One version's place in the pool."""
 
     version: ModelVersion
+    kind: str = "native"
     state: State = "loading"
     runtime: Runtime | None = None
     error: str | None = None
@@ -42,7 +44,7 @@ class Slot:
 
     @property
     def key(self) -> VersionKey:
-        return (self.version.name, self.version.version)
+        return (self.version.name, self.version.version, self.kind)
 
 
 class ModelPool:
@@ -50,7 +52,7 @@ class ModelPool:
 
     def __init__(
         self,
-        loader: Callable[[ModelVersion], Runtime],
+        loader: Callable[[ModelVersion, str], Runtime],
         *,
         max_models: int = 32,
         max_bytes: int | None = None,
@@ -72,9 +74,9 @@ class ModelPool:
         """Versions that deployments serve now: never evicted."""
         self._pinned = set(keys)
 
-    def start_load(self, version: ModelVersion) -> Slot:
+    def start_load(self, version: ModelVersion, kind: str = "native") -> Slot:
         """Begin loading ``version`` unless it is loaded, loading, or failed recently."""
-        key = (version.name, version.version)
+        key = (version.name, version.version, kind)
         slot = self._slots.get(key)
         if slot is not None:
             retry = (
@@ -83,7 +85,7 @@ class ModelPool:
             if not retry:
                 self._slots.move_to_end(key)
                 return slot
-        slot = Slot(version=version)
+        slot = Slot(version=version, kind=kind)
         self._slots[key] = slot
         slot.task = asyncio.get_running_loop().create_task(self._load(slot))
         return slot
@@ -91,30 +93,31 @@ class ModelPool:
     async def _load(self, slot: Slot) -> None:
         started = time.perf_counter()
         try:
-            runtime = await asyncio.to_thread(self._loader, slot.version)
+            runtime = await asyncio.to_thread(self._loader, slot.version, slot.kind)
         except ModelportError as exc:
             self._fail(slot, str(exc))
         except Exception as exc:  # a library's own error: report it, keep serving the rest
             self._fail(slot, f"{type(exc).__name__}: {exc}")
         else:
             slot.runtime, slot.state, slot.loaded_at = runtime, "ready", time.time()
-            log.info("loaded %s in %.2fs", slot.version.uri, time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            log.info("loaded %s (%s) in %.2fs", slot.version.uri, slot.kind, elapsed)
             self._evict()
 
     def _fail(self, slot: Slot, error: str) -> None:
         slot.state, slot.error, slot.failed_at = "failed", error, time.monotonic()
         log.error("could not load %s: %s", slot.version.uri, error)
 
-    async def wait_loaded(self, version: ModelVersion) -> Slot:
+    async def wait_loaded(self, version: ModelVersion, kind: str = "native") -> Slot:
         """Load ``version`` if needed and wait for the outcome (ready or failed)."""
-        slot = self.start_load(version)
+        slot = self.start_load(version, kind)
         if slot.task is not None:
             await asyncio.shield(slot.task)
         return slot
 
-    async def get(self, version: ModelVersion, wait: float) -> Runtime:
+    async def get(self, version: ModelVersion, wait: float, kind: str = "native") -> Runtime:
         """The loaded runtime for ``version``, waiting up to ``wait`` s for a load to finish."""
-        slot = self.start_load(version)
+        slot = self.start_load(version, kind)
         if slot.state == "loading" and wait > 0 and slot.task is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(slot.task), wait)

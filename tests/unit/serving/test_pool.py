@@ -55,7 +55,8 @@ def version(name: str, n: int = 1, size: int = 10) -> ModelVersion:
     )
 
 
-def loader(mv: ModelVersion) -> FakeRuntime:
+def loader(mv: ModelVersion, kind: str) -> FakeRuntime:
+    del kind
     if mv.name == "broken":
         raise ArtifactError("artifact m is corrupt")
     if mv.name == "slow":
@@ -69,14 +70,14 @@ def test_least_recently_used_unpinned_version_is_evicted() -> None:
     async def scenario() -> None:
         FakeRuntime.unloaded.clear()
         pool = ModelPool(loader, max_models=2)
-        pool.pin({("a", 1)})
+        pool.pin({("a", 1, "native")})
         for name in ("a", "b", "c"):
             await pool.wait_loaded(version(name))
-        assert pool.state(("a", 1)) == "ready"  # pinned, though least recently used
-        assert pool.state(("b", 1)) is None and FakeRuntime.unloaded == ["b"]
+        assert pool.state(("a", 1, "native")) == "ready"  # pinned, though least recently used
+        assert pool.state(("b", 1, "native")) is None and FakeRuntime.unloaded == ["b"]
         await pool.get(version("a"), wait=0)
         await pool.wait_loaded(version("d"))
-        assert pool.state(("c", 1)) is None
+        assert pool.state(("c", 1, "native")) is None
         await pool.close()
 
     asyncio.run(scenario())

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from modelport.client import Client
+from modelport.client import Client, compiled_artifact
 from tests.unit.serving.conftest import ROW
 
 
@@ -35,7 +35,10 @@ def test_every_mlflow_shape_gives_the_same_answer(server: TestClient, deployed: 
     expected = deployed.predict("models:/clf/1", pd.DataFrame(rows))
     for answer in answers:
         assert answer["predictions"] == expected.outputs["label"].tolist()
-        np.testing.assert_allclose(answer["probabilities"], expected.outputs["probabilities"])
+        # served from the compiled (ONNX, float32) form: equal within the compile tolerance
+        np.testing.assert_allclose(
+            answer["probabilities"], expected.outputs["probabilities"], atol=1e-5
+        )
         assert answer["classes"] == [0, 1]
         assert answer["model"] == "clf" and answer["version"] == 1
         assert len(answer["prediction_ids"]) == 2 and len(set(answer["prediction_ids"])) == 2
@@ -125,7 +128,9 @@ def test_corrupt_artifact_marks_only_its_endpoint_unavailable(
     deployed: Client, make_server: Callable[..., TestClient]
 ) -> None:
     mv = deployed.get_version("models:/reg/1")
-    deployed.artifacts.local_path(mv.artifact).write_bytes(b"tampered")
+    for ref in (mv.artifact, compiled_artifact(mv)):  # whichever form is served
+        if ref is not None:
+            deployed.artifacts.local_path(ref).write_bytes(b"tampered")
     server = make_server()
     response = server.post("/v1/endpoints/reg/predict", json={"dataframe_records": [ROW]})
     assert response.status_code == 503

@@ -43,7 +43,7 @@ def test_infer_with_named_columns_and_with_one_matrix(server: TestClient, deploy
         assert outputs["probabilities"]["shape"] == [1, 2]
         assert outputs["probabilities"]["datatype"] == "FP64"
         np.testing.assert_allclose(
-            outputs["probabilities"]["data"], expected.outputs["probabilities"].ravel(), rtol=1e-6
+            outputs["probabilities"]["data"], expected.outputs["probabilities"].ravel(), atol=1e-5
         )
         assert data["model_name"] == "clf" and data["model_version"] == "1"
     assert server.post("/v2/models/clf/infer", json=named).json()["id"] == "req-1"

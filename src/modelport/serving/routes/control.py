@@ -17,6 +17,7 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
+from modelport.config.schema import ServingSpec
 from modelport.errors import InvalidInput
 from modelport.serving.http import json_response
 from modelport.serving.state import app_state
@@ -33,6 +34,7 @@ class DeployBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     model: str = Field(description="Model URI: models:/NAME/VERSION or models:/NAME@ALIAS.")
     reason: str | None = Field(default=None, description="Why, kept in the history.")
+    serving: ServingSpec = Field(default_factory=ServingSpec, description="Runtime, batching.")
 
 
 class PromoteBody(BaseModel):
@@ -158,7 +160,9 @@ def get_deployment(environment: str, endpoint: str, request: Request) -> Respons
 def deploy(environment: str, endpoint: str, body: DeployBody, request: Request) -> Response:
     """Serve a model version at ``endpoint`` in ``environment``."""
     client = app_state(request).client
-    deployment = client.deploy(endpoint, body.model, env=environment, reason=body.reason)
+    deployment = client.deploy(
+        endpoint, body.model, env=environment, reason=body.reason, serving=body.serving.options()
+    )
     return json_response(deployment.to_dict())
 
 

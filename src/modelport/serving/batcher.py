@@ -1,0 +1,335 @@
+"""Adaptive batching: concurrent requests to one model version share one model call.
+
+A `Batcher` wraps a runtime and keeps its ``predict`` interface (async). Requests wait
+in a queue; a collector task takes as many as fit ``max_batch_size`` rows, concatenates
+their columns, runs one ``runtime.predict`` in the executor and hands each caller back
+exactly its own rows.
+
+Batching is greedy, like Triton's dynamic batcher with no queue delay: while one batch
+runs, the next collects, so batches grow with load by themselves. The model is never
+kept idle waiting for company except when the previous batch held several requests
+(evidence of concurrent callers); then a batch waits at most ``max_wait_ms`` after its
+first request arrived. A lone caller (concurrency 1) is run at once, without waiting.
+
+If a batched call fails, each of its requests is retried alone, so a bad row fails only
+its own request, with the same error it would get unbatched.
+
+    batcher = Batcher(runtime, BatchingConfig(max_batch_size=64), executor, name="m:1")
+    prediction = await batcher.predict(columns)
+    await batcher.close()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from modelport.errors import InvalidConfig, ModelportError, PredictionFailed, Unavailable
+from modelport.runtimes.base import Prediction, Runtime
+from modelport.signature import Columns
+
+log = logging.getLogger(__name__)
+
+#: ``on_batch(rows, queue_waits)``: one call per model call, one wait per request in it.
+BatchObserver = Callable[[int, Sequence[float]], None]
+
+
+@dataclass(frozen=True)
+class BatchingConfig:
+    """How requests are coalesced.
+
+    ``max_batch_size`` caps the rows of one model call (a single larger request runs
+    alone, never split); ``max_wait_ms`` caps how long a batch's first request may wait
+    for company.
+    """
+
+    max_batch_size: int = 64
+    max_wait_ms: float = 1.0
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_batch_size < 1:
+            raise InvalidConfig(
+                f"max_batch_size must be at least 1, got {self.max_batch_size}",
+                hint="use 1 to run every request alone, or set enabled to false",
+            )
+        if self.max_wait_ms < 0:
+            raise InvalidConfig(f"max_wait_ms must not be negative, got {self.max_wait_ms}")
+
+
+@dataclass
+class BatchStats:
+    """Running totals of one batcher, for metrics.
+
+    ``size_histogram`` maps a power of two ``b`` to the number of model calls with
+    ``b/2 < rows <= b`` (``1`` counts calls of one row or none), so it stays small.
+    """
+
+    batches: int = 0
+    rows: int = 0
+    requests: int = 0
+    last_batch_size: int = 0
+    queue_wait_seconds_total: float = 0.0
+    fallbacks: int = 0
+    size_histogram: dict[int, int] = field(default_factory=dict)
+
+    def record(self, rows: int, requests: int, queue_wait: float) -> None:
+        self.batches += 1
+        self.rows += rows
+        self.requests += requests
+        self.last_batch_size = rows
+        self.queue_wait_seconds_total += queue_wait
+        bucket = 1 << max(rows - 1, 0).bit_length()
+        self.size_histogram[bucket] = self.size_histogram.get(bucket, 0) + 1
+
+
+@dataclass
+class _Request:
+    columns: Columns
+    rows: int
+    future: asyncio.Future[Prediction]
+    enqueued_at: float
+
+
+class _SizeMismatch(Exception):
+    """The model's outputs do not have one row per input row of the batch."""
+
+
+class Batcher:
+    """Wraps a runtime; same predict interface, async. One model call at a time."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        config: BatchingConfig,
+        executor: Executor,
+        *,
+        name: str = "",
+        on_batch: BatchObserver | None = None,
+    ) -> None:
+        #: called with each model call's rows and its requests' queue waits (metrics)
+        self.on_batch = on_batch
+        self.runtime = runtime
+        self.config = config
+        self.name = name
+        self._executor = executor
+        self._stats = BatchStats()
+        self._pending: deque[_Request] = deque()
+        self._wakeup = asyncio.Event()
+        self._collector: asyncio.Task[None] | None = None
+        self._running: asyncio.Task[None] | None = None
+        self._last_requests = 0
+        self._closed = False
+
+    @property
+    def stats(self) -> BatchStats:
+        """A snapshot of the running totals."""
+        return replace(self._stats, size_histogram=dict(self._stats.size_histogram))
+
+    async def predict(self, columns: Columns) -> Prediction:
+        """Predict ``columns``, batched with other callers'; returns only these rows."""
+        if self._closed:
+            raise Unavailable(f"the batcher for {self.name or 'this model'} is closed")
+        if not self.config.enabled or not columns:
+            self._stats.record(_rows(columns), 1, 0.0)
+            if self.on_batch is not None:
+                self.on_batch(_rows(columns), [0.0])
+            return await self._call_alone(columns)
+        loop = asyncio.get_running_loop()
+        if self._collector is None or self._collector.done():
+            self._collector = loop.create_task(self._collect())
+        request = _Request(columns, _rows(columns), loop.create_future(), loop.time())
+        self._pending.append(request)
+        self._wakeup.set()
+        return await request.future
+
+    async def close(self) -> None:
+        """Answer every queued request, then stop the collector."""
+        self._closed = True
+        self._wakeup.set()
+        if self._collector is not None:
+            await asyncio.shield(self._collector)
+
+    # -- collecting ----------------------------------------------------------
+
+    async def _collect(self) -> None:
+        try:
+            while batch := await self._next_batch():
+                self._last_requests = len(batch)
+                self._running = asyncio.get_running_loop().create_task(self._run(batch))
+            if self._running is not None:
+                await self._running
+        except Exception:  # a bug here must not leave callers waiting forever
+            log.exception("the batcher for %s stopped", self.name or "a model")
+        finally:
+            self._fail_pending()
+
+    async def _next_batch(self) -> list[_Request]:
+        """Requests for the next model call; empty once closed and drained."""
+        batch: list[_Request] = []
+        rows = 0
+        yielded = False
+        while True:
+            taken = len(batch)
+            rows = self._take(batch, rows)
+            yielded = yielded and len(batch) == taken
+            busy = self._running is not None and not self._running.done()
+            if not batch and self._closed:
+                return batch
+            if not batch or busy:
+                await self._wait(None)  # nothing to run yet, or the model is taken anyway
+            elif self._closed or self._pending or rows >= self.config.max_batch_size:
+                return batch  # full (the next request does not fit), or draining
+            elif not yielded:
+                yielded = True
+                await asyncio.sleep(0)  # callers made ready in this same tick join now
+            else:
+                deadline = batch[0].enqueued_at + self.config.max_wait_ms / 1000
+                if self._last_requests <= 1 or asyncio.get_running_loop().time() >= deadline:
+                    return batch
+                await self._wait(deadline)
+
+    def _take(self, batch: list[_Request], rows: int) -> int:
+        """Move queued requests that fit into ``batch``; skip the cancelled ones."""
+        while self._pending:
+            head = self._pending[0]
+            if head.future.done():
+                self._pending.popleft()
+                continue
+            if batch and rows + head.rows > self.config.max_batch_size:
+                break
+            batch.append(self._pending.popleft())
+            rows += head.rows
+        return rows
+
+    async def _wait(self, deadline: float | None) -> None:
+        """Sleep until a request arrives, a batch finishes, close() or ``deadline``."""
+        self._wakeup.clear()
+        if deadline is None:
+            await self._wakeup.wait()
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout_at(deadline):
+                await self._wakeup.wait()
+
+    def _fail_pending(self) -> None:
+        error = Unavailable(f"the batcher for {self.name or 'this model'} stopped")
+        while self._pending:
+            request = self._pending.popleft()
+            if not request.future.done():
+                request.future.set_exception(error)
+
+    # -- running -------------------------------------------------------------
+
+    async def _run(self, batch: list[_Request]) -> None:
+        live = [r for r in batch if not r.future.done()]
+        try:
+            if live:
+                await self._run_live(live)
+        except Exception:  # a bug here must not leave callers waiting forever
+            log.exception("a batch for %s failed unexpectedly", self.name or "a model")
+        finally:
+            for request in live:  # reached only on a bug or when the loop shuts down
+                _settle(request.future, error=Unavailable("the batch was abandoned"))
+            self._wakeup.set()
+
+    async def _run_live(self, live: list[_Request]) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        waits = [now - r.enqueued_at for r in live]
+        rows = sum(r.rows for r in live)
+        self._stats.record(rows, len(live), sum(waits))
+        if self.on_batch is not None:
+            self.on_batch(rows, waits)
+        parts = [r.columns for r in live]
+        try:
+            predictions = await loop.run_in_executor(self._executor, self._call_batch, parts)
+        except Exception as exc:
+            if len(live) == 1:
+                _settle(live[0].future, error=self._failure(exc))
+                return
+            self._stats.fallbacks += 1
+            log.debug("batch of %d for %s failed; retrying one by one", len(live), self.name)
+            await self._run_one_by_one(live)
+            return
+        for request, prediction in zip(live, predictions, strict=True):
+            _settle(request.future, prediction)
+
+    async def _run_one_by_one(self, live: list[_Request]) -> None:
+        for request in live:
+            if request.future.done():
+                continue
+            try:
+                prediction = await self._call_alone(request.columns)
+            except ModelportError as exc:
+                _settle(request.future, error=exc)
+            else:
+                _settle(request.future, prediction)
+
+    def _call_batch(self, parts: list[Columns]) -> list[Prediction]:
+        """One model call for several requests (in the executor): concat, predict, split."""
+        if len(parts) == 1:
+            return [self.runtime.predict(parts[0])]
+        columns = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+        return split(self.runtime.predict(columns), [_rows(p) for p in parts])
+
+    async def _call_alone(self, columns: Columns) -> Prediction:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, self.runtime.predict, columns)
+        except ModelportError:
+            raise
+        except Exception as exc:
+            raise self._failure(exc) from exc
+
+    def _failure(self, exc: Exception) -> ModelportError:
+        """A ModelportError as it is; anything else as PredictionFailed with its message."""
+        if isinstance(exc, ModelportError):
+            return exc
+        error = PredictionFailed(f"{self.name or 'model'} raised {type(exc).__name__}: {exc}")
+        error.__cause__ = exc
+        return error
+
+
+def split(prediction: Prediction, sizes: list[int]) -> list[Prediction]:
+    """Cut a batch's prediction back into one per request, along the first axis."""
+    total = sum(sizes)
+    for name, values in prediction.outputs.items():
+        if np.ndim(values) == 0 or len(values) != total:
+            raise _SizeMismatch(f"output {name!r} has {np.shape(values)} for {total} rows")
+    bounds = np.cumsum([0, *sizes]).tolist()
+    return [
+        Prediction(
+            outputs={name: values[start:stop] for name, values in prediction.outputs.items()},
+            classes=list(prediction.classes) if prediction.classes is not None else None,
+            task=prediction.task,
+        )
+        for start, stop in itertools.pairwise(bounds)
+    ]
+
+
+def _rows(columns: Columns) -> int:
+    return len(next(iter(columns.values()))) if columns else 0
+
+
+def _settle(
+    future: asyncio.Future[Prediction],
+    prediction: Prediction | None = None,
+    *,
+    error: BaseException | None = None,
+) -> None:
+    """Resolve a caller's future unless the caller has gone (cancelled)."""
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    elif prediction is not None:
+        future.set_result(prediction)

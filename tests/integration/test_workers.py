@@ -1,0 +1,81 @@
+"""`modelport serve --workers 2`: one port, metrics summed, a dead worker replaced."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from modelport.client import Client
+from tests.integration.conftest import LiveServer
+
+ROW = {"a": 0.5, "b": -1.0, "c": 0.2, "d": 1.0}
+
+
+def workers_of(pid: int) -> set[int]:
+    """The server's worker processes (spawned children running the app)."""
+    found = set()
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        cmdline = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
+        if b"spawn_main" in cmdline:
+            found.add(int(child))
+    return found
+
+
+def requests_total(server: LiveServer) -> float:
+    text = httpx.get(f"{server.url}/metrics", timeout=10).text
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "modelport_requests_total" and s.labels.get("code") == "200"
+    )
+
+
+def predict_fresh_connection(server: LiveServer) -> int:
+    body = {"dataframe_records": [ROW]}
+    return httpx.post(f"{server.url}/v1/endpoints/clf/predict", json=body, timeout=10).status_code
+
+
+def test_two_workers_share_a_port_sum_metrics_and_replace_the_dead(
+    serve: Callable[..., LiveServer], deployed_clf: Client
+) -> None:
+    server = serve(deployed_clf.settings, "--workers", "2")
+    deadline = time.monotonic() + 30
+    while len(workers_of(server.process.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    workers = workers_of(server.process.pid)
+    assert len(workers) == 2
+
+    statuses = [predict_fresh_connection(server) for _ in range(60)]
+    assert statuses == [200] * 60
+    assert requests_total(server) == 60  # whichever worker answers /metrics
+
+    victim = min(workers)
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    replaced: set[int] = set()
+    while time.monotonic() < deadline:
+        current = workers_of(server.process.pid)
+        replaced = current - workers
+        if len(current) == 2 and replaced:
+            break
+        time.sleep(0.2)
+    assert replaced, "the dead worker was not replaced"
+    ready_deadline = time.monotonic() + 60
+    while time.monotonic() < ready_deadline:
+        try:
+            if httpx.get(f"{server.url}/v2/health/ready", timeout=5).status_code == 200:
+                statuses = [predict_fresh_connection(server) for _ in range(40)]
+                if statuses == [200] * 40:
+                    break
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    assert statuses == [200] * 40
+    assert requests_total(server) >= 100  # the dead worker's counts are kept
