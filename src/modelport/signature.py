@@ -40,7 +40,7 @@ class Table(dict[str, np.ndarray]):
     """
 
     def __init__(self, names: Sequence[str], matrix: np.ndarray) -> None:
-        super().__init__((str(n), matrix[:, i]) for i, n in enumerate(names))
+        super().__init__(zip(names, matrix.T, strict=True))  # column views, built in C
         self.matrix = matrix
 
 NUMPY_DTYPES: dict[str, np.dtype[Any]] = {
@@ -323,15 +323,19 @@ def numeric_array(values: list[Any]) -> np.ndarray | None:
 
 def numeric_matrix(rows: Any) -> np.ndarray | None:
     """Rows (a list of equal-length lists) of only ints and floats as a 2-D array, else None."""
-    if not isinstance(rows, list) or not rows or not all(type(r) is list for r in rows):
+    if not isinstance(rows, list) or not rows or type(rows[0]) is not list:
         return None
-    width = len(rows[0])
-    if any(len(r) != width for r in rows):
+    try:
+        types = set(map(type, itertools.chain.from_iterable(rows)))
+    except TypeError:  # a row that is not a list
         return None
-    types = set(map(type, itertools.chain.from_iterable(rows)))
     if not types or not types <= _NUMBERS:
         return None
-    return np.array(rows, dtype=np.int64 if types == {int} else np.float64)
+    try:
+        matrix = np.array(rows, dtype=np.int64 if types == {int} else np.float64)
+    except ValueError:  # ragged rows: the slow path says which one
+        return None
+    return matrix if matrix.ndim == 2 else None
 
 
 def _coerce_column(spec: ColumnSpec, values: Any) -> np.ndarray:

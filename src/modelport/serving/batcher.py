@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
@@ -34,9 +35,12 @@ import numpy as np
 
 from modelport.errors import InvalidConfig, ModelportError, PredictionFailed, Unavailable
 from modelport.runtimes.base import Prediction, Runtime
-from modelport.signature import Columns
+from modelport.signature import Columns, Table
 
 log = logging.getLogger(__name__)
+
+#: Model calls that recently took less than this run inline on the event loop.
+INLINE_BELOW_SECONDS = 0.0005
 
 #: ``on_batch(rows, queue_waits)``: one call per model call, one wait per request in it.
 BatchObserver = Callable[[int, Sequence[float]], None]
@@ -128,6 +132,10 @@ class Batcher:
         self._running: asyncio.Task[None] | None = None
         self._last_requests = 0
         self._closed = False
+        # Recent model-call time (moving average); calls this short run on the event
+        # loop itself, since handing them to a thread costs more than the call.
+        self._model_seconds = float("inf")
+        self._calls = 0
 
     @property
     def stats(self) -> BatchStats:
@@ -251,7 +259,10 @@ class Batcher:
             self.on_batch(rows, waits)
         parts = [r.columns for r in live]
         try:
-            predictions = await loop.run_in_executor(self._executor, self._call_batch, parts)
+            if self._model_seconds < INLINE_BELOW_SECONDS:
+                predictions = self._call_batch(parts)  # cheaper than a hop to a thread
+            else:
+                predictions = await loop.run_in_executor(self._executor, self._call_batch, parts)
         except Exception as exc:
             if len(live) == 1:
                 _settle(live[0].future, error=self._failure(exc))
@@ -275,11 +286,19 @@ class Batcher:
                 _settle(request.future, prediction)
 
     def _call_batch(self, parts: list[Columns]) -> list[Prediction]:
-        """One model call for several requests (in the executor): concat, predict, split."""
+        """One model call for several requests: concat, predict, split; timed."""
+        started = time.perf_counter()
         if len(parts) == 1:
-            return [self.runtime.predict(parts[0])]
-        columns = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
-        return split(self.runtime.predict(columns), [_rows(p) for p in parts])
+            result = [self.runtime.predict(parts[0])]
+        else:
+            result = split(self.runtime.predict(concat(parts)), [_rows(p) for p in parts])
+        elapsed = time.perf_counter() - started
+        if self._calls:
+            self._model_seconds += (elapsed - self._model_seconds) * 0.2
+        else:
+            self._model_seconds = elapsed
+        self._calls += 1
+        return result
 
     async def _call_alone(self, columns: Columns) -> Prediction:
         loop = asyncio.get_running_loop()
@@ -297,6 +316,13 @@ class Batcher:
         error = PredictionFailed(f"{self.name or 'model'} raised {type(exc).__name__}: {exc}")
         error.__cause__ = exc
         return error
+
+
+def concat(parts: list[Columns]) -> Columns:
+    """Several requests' columns as one batch (numeric blocks stay one block)."""
+    if all(isinstance(p, Table) for p in parts):
+        return Table(list(parts[0]), np.concatenate([p.matrix for p in parts]))  # type: ignore[attr-defined]
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
 
 def split(prediction: Prediction, sizes: list[int]) -> list[Prediction]:
