@@ -13,7 +13,6 @@ Example::
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -181,8 +180,12 @@ class Signature:
         return {c.name: i for i, c in enumerate(self.inputs)}
 
     @cached_property
-    def _no_missing(self) -> np.ndarray:
-        return np.array([i for i, c in enumerate(self.inputs) if not c.allow_missing], dtype=int)
+    def _no_missing(self) -> np.ndarray | slice:
+        """Columns that must not hold NaN (a slice of all of them when none may)."""
+        forbid = [i for i, c in enumerate(self.inputs) if not c.allow_missing]
+        if len(forbid) == len(self.inputs):
+            return slice(None)
+        return np.array(forbid, dtype=int)
 
     def coerce_table(self, table: Table) -> Columns:
         """`coerce` for a numeric block: one reorder, one cast, one missing-value check."""
@@ -199,9 +202,9 @@ class Signature:
                 return self.coerce(table)
             block = table.matrix[:, [where[c] for c in wanted]]
         block = np.ascontiguousarray(block, dtype=dtype)
-        if len(block) == 0 or (
-            self._no_missing.size and np.isnan(block[:, self._no_missing]).any()
-        ):
+        forbid = self._no_missing
+        checked = block if isinstance(forbid, slice) else block[:, forbid]
+        if len(block) == 0 or (checked.size and np.isnan(checked).any()):
             return self.coerce(table)  # the column-by-column path names the row at fault
         return Table(wanted, block)
 
@@ -322,20 +325,25 @@ def numeric_array(values: list[Any]) -> np.ndarray | None:
 
 
 def numeric_matrix(rows: Any) -> np.ndarray | None:
-    """Rows (a list of equal-length lists) of only ints and floats as a 2-D array, else None."""
+    """Rows (a list of equal-length lists) of only ints and floats as a 2-D array, else None.
+
+    numpy's own type discovery builds the block; strings and nulls give a non-numeric
+    dtype (the caller then takes the checked, value-by-value path). Booleans would pass
+    as 0 and 1, so only the cells equal to 0 or 1 are looked at one by one.
+    """
     if not isinstance(rows, list) or not rows or type(rows[0]) is not list:
         return None
     try:
-        types = set(map(type, itertools.chain.from_iterable(rows)))
-    except TypeError:  # a row that is not a list
+        matrix = np.array(rows)
+    except (ValueError, TypeError):  # ragged rows: the checked path says which one
         return None
-    if not types or not types <= _NUMBERS:
+    if matrix.ndim != 2 or matrix.dtype.kind not in "fi":
         return None
-    try:
-        matrix = np.array(rows, dtype=np.int64 if types == {int} else np.float64)
-    except ValueError:  # ragged rows: the slow path says which one
+    suspects = np.flatnonzero((matrix == 0) | (matrix == 1)).tolist()
+    width = matrix.shape[1]
+    if any(type(rows[k // width][k % width]) is bool for k in suspects):
         return None
-    return matrix if matrix.ndim == 2 else None
+    return matrix
 
 
 def _coerce_column(spec: ColumnSpec, values: Any) -> np.ndarray:

@@ -127,3 +127,11 @@ def test_bools_never_pass_as_numbers_in_blocks() -> None:
     sig = Signature((ColumnSpec("a", "double"), ColumnSpec("b", "double")))
     with pytest.raises(SignatureMismatch, match="expects double, got bool True"):
         sig.coerce_matrix([[1.0, True]])
+
+
+def test_numeric_matrix_refuses_booleans_strings_nulls_and_ragged_rows() -> None:
+    from modelport.signature import numeric_matrix
+
+    assert numeric_matrix([[0.0, 1.0], [1, 0]]).tolist() == [[0.0, 1.0], [1.0, 0.0]]  # type: ignore[union-attr]
+    for rows in ([[1.0, True]], [[False, 2]], [[1.0, "2"]], [[1.0, None]], [[1.0], [1.0, 2.0]]):
+        assert numeric_matrix(rows) is None, rows
