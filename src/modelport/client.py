@@ -17,10 +17,9 @@ import getpass
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import pandas as pd
 
 from modelport.artifacts import ArtifactRef, LocalArtifactStore
 from modelport.errors import (
@@ -45,6 +44,9 @@ from modelport.runtimes.base import LoadContext, Prediction, Runtime
 from modelport.settings import Settings
 from modelport.signature import ColumnType, OutputSpec, Signature, column_type_of, sample_frame
 from modelport.uri import ModelRef, check_name, parse_model_uri
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 REFERENCE_ROWS = 1000
 REFERENCE_NAME = "reference.parquet"
@@ -268,6 +270,7 @@ class Client:
         return Signature.infer(frame)
 
     def _store_sample(self, sample: pd.DataFrame) -> ArtifactRef:
+
         with tempfile.TemporaryDirectory() as tmp:
             target = Path(tmp) / REFERENCE_NAME
             sample.to_parquet(target, index=False)
@@ -275,6 +278,8 @@ class Client:
 
     def reference_sample(self, version: ModelVersion) -> pd.DataFrame | None:
         """The training rows stored with a version at registration, if any."""
+        import pandas as pd
+
         if version.sample_sha256 is None:
             return None
         ref = ArtifactRef(sha256=version.sample_sha256, name=REFERENCE_NAME, size=0)
@@ -289,6 +294,8 @@ class Client:
         **kwargs: Any,
     ) -> ModelVersion:
         """Save an in-memory model in its safe format and register it (see `register_model`)."""
+        import pandas as pd
+
         names = getattr(model, "feature_names_in_", None)
         if sample_input is not None and not isinstance(sample_input, pd.DataFrame | Mapping):
             sample_input = sample_frame(sample_input, list(names) if names is not None else None)

@@ -8,10 +8,12 @@ the most frequent values.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 HISTOGRAM_BINS = 10
 TOP_VALUES = 20
@@ -50,6 +52,8 @@ def _categorical_profile(values: pd.Series) -> dict[str, Any]:
 
 def column_profile(values: pd.Series) -> dict[str, Any]:
     """Summary of one column."""
+    import pandas as pd
+
     base = {"count": int(values.size), "missing": int(values.isna().sum())}
     is_numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
     body = _numeric_profile(values) if is_numeric else _categorical_profile(values)
@@ -58,6 +62,8 @@ def column_profile(values: pd.Series) -> dict[str, Any]:
 
 def compute_profile(frame: pd.DataFrame, outputs: dict[str, Any] | None = None) -> dict[str, Any]:
     """Profile every input column and, when given, the model's outputs on the same rows."""
+    import pandas as pd
+
     profile: dict[str, Any] = {
         "rows": int(len(frame)),
         "columns": {str(c): column_profile(frame[c]) for c in frame.columns},

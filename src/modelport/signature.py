@@ -16,12 +16,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import pandas as pd
 
 from modelport.errors import SignatureMismatch
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 ColumnType = Literal["double", "float", "long", "integer", "boolean", "string"]
 
@@ -41,6 +43,7 @@ class Table(dict[str, np.ndarray]):
     def __init__(self, names: Sequence[str], matrix: np.ndarray) -> None:
         super().__init__(zip(names, matrix.T, strict=True))  # column views, built in C
         self.matrix = matrix
+
 
 NUMPY_DTYPES: dict[str, np.dtype[Any]] = {
     "double": np.dtype("float64"),
@@ -64,6 +67,8 @@ V2_DATATYPES: dict[str, str] = {
 
 def column_type_of(dtype: Any) -> ColumnType:
     """Map a numpy/pandas dtype to a signature column type."""
+    import pandas as pd
+
     dt = np.dtype(dtype) if not isinstance(dtype, pd.api.extensions.ExtensionDtype) else dtype
     kind = getattr(dt, "kind", "O")
     if kind == "b":
@@ -269,6 +274,8 @@ def _check_type(value: Any) -> ColumnType:
 
 def sample_frame(sample: Any, column_names: Sequence[str] | None = None) -> pd.DataFrame:
     """Turn a sample (DataFrame, 2-D array, dict of lists, list of dicts) into a DataFrame."""
+    import pandas as pd
+
     if isinstance(sample, pd.DataFrame):
         return sample
     if isinstance(sample, Mapping):

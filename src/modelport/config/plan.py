@@ -16,14 +16,15 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal, Protocol
-
-import pandas as pd
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from modelport.client import Client
 from modelport.config.schema import ModelSpec, VersionSpec
 from modelport.errors import ModelportError
 from modelport.registry import Deployment, ModelVersion, ServingOptions
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 ChangeKind = Literal["model", "version", "alias", "deployment"]
 Action = Literal["create", "update", "unchanged"]
@@ -31,7 +32,7 @@ Action = Literal["create", "update", "unchanged"]
 SYMBOLS: dict[Action, str] = {"create": "+", "update": "~", "unchanged": "="}
 
 #: File suffixes a version's ``sample`` may have, and how pandas reads each.
-SAMPLE_READERS = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".pq": pd.read_parquet}
+SAMPLE_READERS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 
 @dataclass(frozen=True)
@@ -207,7 +208,11 @@ class ApplyResult:
 
 def read_sample(path: Path) -> pd.DataFrame:
     """Training rows from a CSV or Parquet file."""
-    return SAMPLE_READERS[path.suffix.lower()](path)
+    import pandas as pd
+
+    if SAMPLE_READERS[path.suffix.lower()] == "csv":
+        return pd.read_csv(path)
+    return pd.read_parquet(path)
 
 
 # -- planning -----------------------------------------------------------------

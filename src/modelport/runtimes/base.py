@@ -11,13 +11,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 import numpy as np
-import pandas as pd
 
 from modelport.errors import ArtifactError, PredictionFailed, Unavailable
 from modelport.signature import Columns, Signature, Table
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Task = Literal["classification", "regression", "other"]
 
@@ -86,6 +88,8 @@ def as_frame(columns: Columns) -> pd.DataFrame:
     Columns of one numeric dtype become a single 2-D block, which pandas builds several
     times faster than a frame of separate columns.
     """
+    import pandas as pd
+
     if isinstance(columns, Table):
         return pd.DataFrame(columns.matrix, columns=list(columns), copy=False)
     arrays = list(columns.values())

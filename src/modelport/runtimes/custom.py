@@ -21,10 +21,9 @@ import importlib.util
 import sys
 import uuid
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import pandas as pd
 
 from modelport.errors import ArtifactError, ModelportError, PredictionFailed, UntrustedArtifact
 from modelport.runtimes.base import (
@@ -36,6 +35,9 @@ from modelport.runtimes.base import (
     prediction_failed,
 )
 from modelport.signature import Columns
+
+if TYPE_CHECKING:
+    pass
 
 MODULE_FILE = "model.py"
 CLASS_NAME = "Model"
@@ -118,6 +120,8 @@ def _instantiate(name: str, source: Path) -> Any:
 
 
 def _outputs(result: Any, n_rows: int) -> dict[str, np.ndarray]:
+    import pandas as pd
+
     if isinstance(result, pd.DataFrame):
         outputs = {str(c): result[c].to_numpy() for c in result.columns}
     elif isinstance(result, dict):

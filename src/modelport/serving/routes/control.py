@@ -10,9 +10,8 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pandas as pd
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
@@ -21,6 +20,9 @@ from modelport.config.schema import ServingSpec
 from modelport.errors import InvalidInput
 from modelport.serving.http import json_response
 from modelport.serving.state import app_state
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 router = APIRouter(prefix="/v1", tags=["control"])
 
@@ -54,6 +56,8 @@ def _json_field(value: str | None, field: str) -> Any:
 
 
 def _read_sample(path: Path) -> pd.DataFrame:
+    import pandas as pd
+
     try:
         if path.suffix == ".parquet":
             return pd.read_parquet(path)
