@@ -74,9 +74,15 @@ class PredictResult:
     rows: int = field(default=0)
 
 
+_ROW_SUFFIXES = [f"-{i}" for i in range(1024)]
+
+
 def new_prediction_ids(n: int) -> list[str]:
-    raw = os.urandom(16 * n).hex()
-    return [raw[i * 32 : (i + 1) * 32] for i in range(n)]
+    """One id per row: 96 random bits for the request, then the row's index."""
+    request = os.urandom(12).hex()
+    if n <= len(_ROW_SUFFIXES):
+        return [request + suffix for suffix in _ROW_SUFFIXES[:n]]
+    return [f"{request}-{i}" for i in range(n)]
 
 
 class DataPlane:
