@@ -323,7 +323,7 @@ def deploy(
     ] = "auto",
     batching: Annotated[bool, typer.Option(help="Coalesce concurrent requests.")] = True,
     max_batch_size: Annotated[int, typer.Option(help="Most rows per model call.")] = 64,
-    max_wait_ms: Annotated[float, typer.Option(help="Longest wait for company, ms.")] = 1.0,
+    max_wait_ms: Annotated[float, typer.Option(help="Longest wait for company, ms.")] = 0.0,
 ) -> None:
     """Serve a model version at ENDPOINT in an environment."""
     from modelport.config.schema import ServingSpec

@@ -138,7 +138,7 @@ class ServingSpec(_Strict):
     batching: bool = Field(default=True, description="Coalesce concurrent requests.")
     max_batch_size: int = Field(default=64, ge=1, description="Most rows per model call.")
     max_wait_ms: float = Field(
-        default=1.0, ge=0, description="Longest a batch's first request waits for company."
+        default=0.0, ge=0, description="Longest a batch's first request waits for company."
     )
 
     def options(self) -> ServingOptions:

@@ -149,7 +149,7 @@ class ServingOptions:
     runtime: RuntimeChoice = "auto"
     batching: bool = True
     max_batch_size: int = 64
-    max_wait_ms: float = 1.0
+    max_wait_ms: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -56,7 +56,7 @@ class BatchingConfig:
     """
 
     max_batch_size: int = 64
-    max_wait_ms: float = 1.0
+    max_wait_ms: float = 0.0
     enabled: bool = True
 
     def __post_init__(self) -> None:

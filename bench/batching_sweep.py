@@ -1,0 +1,121 @@
+"""How the batching defaults were chosen: one server, settings changed live, wrk each time.
+
+Serves the demo fraud model (compiled, 2 workers) and, for each
+(batching, max_batch_size, max_wait_ms), redeploys the endpoint with those serving
+options (the server picks the change up without a restart), waits until it serves the
+new revision, and measures single-row requests at concurrency 8 and 64 with wrk.
+
+    .venv/bin/python bench/batching_sweep.py [--seconds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from fast_bench import figures, wrk
+from serve_bench import free_port, prepare, write_bodies
+
+from modelport.client import Client
+from modelport.registry import ServingOptions
+from modelport.settings import Settings
+
+GRID = [
+    (False, 1, 0.0),
+    (True, 16, 1.0),
+    (True, 64, 0.0),
+    (True, 64, 1.0),
+    (True, 64, 5.0),
+    (True, 256, 1.0),
+]
+HERE = Path(__file__).resolve().parent
+
+
+def serving_revision(port: int) -> int:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/endpoints", timeout=5) as r:
+        endpoints = json.loads(r.read())["endpoints"]
+    return int(next(e["revision"] for e in endpoints if e["endpoint"] == "fraud"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=int, default=5)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="modelport-sweep-"))
+    prepare(work)
+    home = work / "home"
+    body = write_bodies(work)[1]
+    port = free_port()
+    env = os.environ | {"MODELPORT_HOME": str(home), "MODELPORT_POLL_INTERVAL_SECONDS": "0.2"}
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "modelport.cli.main",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        start_new_session=True,
+    )
+    client = Client(Settings(home=home))
+    results: list[dict[str, Any]] = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                serving_revision(port)
+                break
+            except OSError:
+                time.sleep(0.2)
+        for batching, size, wait in GRID:
+            options = ServingOptions(batching=batching, max_batch_size=size, max_wait_ms=wait)
+            revision = client.deploy("fraud", "models:/fraud/1", serving=options).revision
+            while serving_revision(port) != revision:  # both workers poll; give them a moment
+                time.sleep(0.2)
+            time.sleep(1.0)
+            row: dict[str, Any] = {
+                "batching": batching,
+                "max_batch_size": size,
+                "max_wait_ms": wait,
+            }
+            for conc in (8, 64):
+                f = figures(
+                    wrk(port, "/v1/endpoints/fraud/predict", body, conc, args.seconds), 1, conc
+                )
+                row[f"c{conc}"] = {k: round(f[k], 2) for k in ("rps", "p50_ms", "p99_ms")}
+            results.append(row)
+            print(json.dumps(row), flush=True)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+        client.close()
+    print("\n| batching | max_batch_size | max_wait_ms | c=8 req/s | c=8 p99 ms |", end="")
+    print(" c=64 req/s | c=64 p99 ms |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        print(
+            f"| {r['batching']} | {r['max_batch_size']} | {r['max_wait_ms']} | "
+            f"{r['c8']['rps']:.0f} | {r['c8']['p99_ms']:.2f} | "
+            f"{r['c64']['rps']:.0f} | {r['c64']['p99_ms']:.2f} |"
+        )
+    out = HERE / "results" / "batching_sweep.json"
+    out.write_text(json.dumps({"timestamp": time.time(), "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
