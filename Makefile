@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8000
 
-.PHONY: help setup demo test test-fast lint typecheck bench bench-fast services clean
+.PHONY: help setup demo test test-fast lint typecheck bench bench-fast bench-batching services clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -39,9 +39,12 @@ typecheck: $(STAMP) ## mypy on src
 bench: $(STAMP) ## Serving benchmark: Modelport vs plain FastAPI, same run
 	$(BIN)/python bench/serve_bench.py
 
+bench-batching: $(STAMP) ## Batching settings swept live on one server (how defaults were chosen)
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/python bench/batching_sweep.py
+
 bench-fast: $(STAMP) ## Fast-path benchmark under wrk vs 3 baselines (~14 min; ARGS=--quick ~4)
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
-	@$(BIN)/python -c 'import uvloop, httptools' 2>/dev/null || $(BIN)/pip install --quiet uvloop httptools
 	$(BIN)/python bench/fast_bench.py $(ARGS)
 
 clean: ## Remove demo state

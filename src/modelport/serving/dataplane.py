@@ -297,8 +297,19 @@ class DataPlane:
         self._batchers[key] = (runtime, batcher)
         return batcher
 
-    def batch_stats(self) -> dict[str, BatchStats]:
-        return {batcher.name: batcher.stats for _, batcher in self._batchers.values()}
+    def batch_stats(self, endpoint: str, version: int, kind: str) -> dict[str, Any] | None:
+        """This process's batching totals for an endpoint's version, if it served any."""
+        current = self._batchers.get((endpoint, version, kind))
+        if current is None:
+            return None
+        stats: BatchStats = current[1].stats
+        return {
+            "batches": stats.batches,
+            "requests": stats.requests,
+            "rows": stats.rows,
+            "mean_batch_rows": round(stats.rows / stats.batches, 2) if stats.batches else 0.0,
+            "fallbacks": stats.fallbacks,
+        }
 
     def describe(self) -> list[dict[str, Any]]:
         """Every endpoint with what it serves and its state, for status pages and the CLI."""
@@ -317,6 +328,8 @@ class DataPlane:
                     "state": self.pool.state((mv.name, mv.version, state.kind(mv))) or "not loaded",
                     "pending_revision": state.pending.revision if state.pending else None,
                     "error": state.error,
+                    "serving": state.serving.to_dict(),
+                    "batching": self.batch_stats(name, mv.version, state.kind(mv)),
                 }
             )
         return out

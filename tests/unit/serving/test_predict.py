@@ -108,6 +108,10 @@ def test_health_and_endpoint_listing(server: TestClient) -> None:
     ]
     info = server.get("/v1/endpoints/clf").json()
     assert [c["name"] for c in info["signature"]["inputs"]] == ["a", "b", "c", "d"]
+    assert info["serving"]["max_batch_size"] == 64 and info["batching"] is None
+    server.post("/v1/endpoints/clf/predict", json={"dataframe_records": [ROW, ROW]})
+    batching = server.get("/v1/endpoints/clf").json()["batching"]
+    assert batching["rows"] == 2 and batching["requests"] == 1
 
 
 def test_new_deployment_takes_over_without_restart(
