@@ -95,6 +95,8 @@ def servers(model: Path, home: Path) -> list[Server]:
                 "127.0.0.1",
                 "--port",
                 "PORT",
+                "--workers",
+                "1",
                 "--log-level",
                 "warning",
             ],
@@ -224,8 +226,10 @@ def run_points(
             point[server.name] = measure(server, bodies[rows], rows, conc, dur, warmup)
         mp, bl = point["modelport"], point["baseline"]
         point["ratio_rps"] = mp["rps"] / bl["rps"] if bl["rps"] else float("nan")
+        # Modelport serves the compiled (ONNX, float32 trees) form: equal within the
+        # tolerance it was verified to at registration.
         point["same_probabilities"] = all(
-            abs(a - b) < 1e-9 for a, b in zip(mp.pop("positive"), bl.pop("positive"), strict=True)
+            abs(a - b) < 1e-4 for a, b in zip(mp.pop("positive"), bl.pop("positive"), strict=True)
         )
         points.append(point)
     return points
