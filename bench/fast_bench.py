@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import skops.io as sio
-from serve_bench import check, free_port, prepare, stop, write_bodies
+from serve_bench import check, free_port, prepare, stop, wait_ready, write_bodies
 from skl2onnx import to_onnx
 from sklearn.linear_model import LogisticRegression
 
@@ -160,18 +160,7 @@ def servers(model: Model, home: Path, stack: list[str], mp_workers: int) -> list
 
 
 def wait_ok(proc: subprocess.Popen[bytes], req: urllib.request.Request, limit: float = 120) -> None:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode} before it was ready")
-        try:
-            with urllib.request.urlopen(req, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.02)
-    raise RuntimeError(f"{req.full_url} did not answer 200 within {limit:.0f}s")
+    wait_ready(proc, req, limit)
 
 
 def _kb(path: str, key: str) -> int:

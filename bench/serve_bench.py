@@ -112,7 +112,10 @@ def servers(model: Path, home: Path) -> list[Server]:
     ]
 
 
-def wait_ready(proc: subprocess.Popen[bytes], url: str, timeout: float = 120.0) -> None:
+def wait_ready(
+    proc: subprocess.Popen[bytes], url: str | urllib.request.Request, timeout: float = 120.0
+) -> None:
+    """Poll ``url`` (a GET, or any prepared request) until it answers 200."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -124,7 +127,8 @@ def wait_ready(proc: subprocess.Popen[bytes], url: str, timeout: float = 120.0) 
         except OSError:
             pass
         time.sleep(0.05)
-    raise RuntimeError(f"{url} not ready after {timeout:.0f}s")
+    shown = url.full_url if isinstance(url, urllib.request.Request) else url
+    raise RuntimeError(f"{shown} not ready after {timeout:.0f}s")
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
