@@ -1,20 +1,20 @@
 """Running the server: one process, or N worker processes behind one port.
 
-With several workers, uvicorn's supervisor forks them, replaces one that dies, and
-each worker builds its own app (and loads its own models) from the same settings,
-handed over as ``MODELPORT_*`` variables. Nothing is shared between workers but the
-listening socket, the registry and the artifact store; metrics are summed across
-workers through prometheus_client's multiprocess directory.
+With one worker the app runs in this process. With several, this process becomes
+uvicorn's supervisor (``exec``, so the supervisor carries uvicorn alone, not the CLI):
+it starts the workers, replaces one that dies, and each worker builds its own app
+(and loads its own models) from the same settings, handed over as ``MODELPORT_*``
+variables. Nothing is shared between workers but the listening socket, the registry
+and the artifact store; metrics are summed across workers through prometheus_client's
+multiprocess directory, ``MODELPORT_HOME/run/metrics-PORT``, emptied at every start.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import tempfile
+import sys
 from pathlib import Path
-
-import uvicorn
 
 from modelport.settings import Settings
 
@@ -34,32 +34,38 @@ def worker_count(settings: Settings) -> int:
     return settings.workers or os.cpu_count() or 1
 
 
+def fresh_metrics_dir(settings: Settings) -> Path:
+    """This server's multiprocess metrics folder, emptied: counters start at zero."""
+    path = (settings.home / "run" / f"metrics-{settings.port}").resolve()
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
+
+
 def run_server(settings: Settings, *, log_level: str = "info") -> None:
     """Serve ``settings.env`` on ``settings.host:settings.port`` until interrupted."""
     workers = worker_count(settings)
-    options = {
-        "host": settings.host,
-        "port": settings.port,
-        "log_level": log_level,
-        "access_log": False,
-        "http": "httptools",
-        "loop": "uvloop",
-        "timeout_graceful_shutdown": 10,
-    }
-    metrics_dir = Path(tempfile.mkdtemp(prefix="modelport-metrics-"))
-    os.environ[METRICS_DIR_VARIABLE] = str(metrics_dir)
-    try:
-        if workers == 1:
-            from modelport.serving.app import create_app
+    os.environ[METRICS_DIR_VARIABLE] = str(fresh_metrics_dir(settings))
+    if workers == 1:
+        import uvicorn
 
-            uvicorn.run(create_app(settings), **options)  # type: ignore[arg-type]
-            return
-        os.environ.update(settings_environment(settings))
+        from modelport.serving.app import create_app
+
         uvicorn.run(
-            "modelport.serving.app:create_app",
-            factory=True,
-            workers=workers,
-            **options,  # type: ignore[arg-type]
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            log_level=log_level,
+            access_log=False,
+            http="httptools",
+            loop="uvloop",
+            timeout_graceful_shutdown=10,
         )
-    finally:
-        shutil.rmtree(metrics_dir, ignore_errors=True)
+        return
+    argv = [
+        sys.executable, "-m", "uvicorn", "modelport.serving.app:create_app", "--factory",
+        "--host", settings.host, "--port", str(settings.port), "--workers", str(workers),
+        "--http", "httptools", "--loop", "uvloop", "--log-level", log_level,
+        "--no-access-log", "--timeout-graceful-shutdown", "10",
+    ]  # fmt: skip
+    os.execve(sys.executable, argv, os.environ | settings_environment(settings))
