@@ -19,6 +19,9 @@ from pathlib import Path
 from modelport.settings import Settings
 
 METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+#: Thread pools of native libraries (OpenMP in scikit-learn/LightGBM/XGBoost, BLAS in
+#: NumPy): one worker per core must not start a pool per core each.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def settings_environment(settings: Settings) -> dict[str, str]:
@@ -46,6 +49,8 @@ def run_server(settings: Settings, *, log_level: str = "info") -> None:
     """Serve ``settings.env`` on ``settings.host:settings.port`` until interrupted."""
     workers = worker_count(settings)
     os.environ[METRICS_DIR_VARIABLE] = str(fresh_metrics_dir(settings))
+    for variable in THREAD_VARIABLES:  # read when the libraries load, so set them first
+        os.environ.setdefault(variable, str(settings.runtime_threads))
     if workers == 1:
         import uvicorn
 
