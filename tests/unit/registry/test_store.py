@@ -154,7 +154,7 @@ def test_head_revision_constant_matches_the_migrations() -> None:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
-    from modelport.registry.store import _MIGRATIONS, HEAD_REVISION
+    from modelport.registry.database import _MIGRATIONS, HEAD_REVISION
 
     cfg = Config()
     cfg.set_main_option("script_location", str(_MIGRATIONS))
