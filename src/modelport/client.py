@@ -178,6 +178,12 @@ class Client:
         frame = sample_frame(sample_input) if sample_input is not None else None
         sig = self._signature(signature, frame)
         if frame is not None:
+            absent = [c for c in sig.column_names if c not in frame.columns]
+            if absent:
+                raise InvalidInput(
+                    f"the sample input lacks the signature's column(s) {absent}",
+                    hint="give a sample with every input column, or fix the signature",
+                )
             frame = frame[sig.column_names]
         runtime = get_runtime(flavor)
         runtime.load(

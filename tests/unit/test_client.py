@@ -85,3 +85,12 @@ def test_pickle_needs_trust_and_trust_is_recorded(client: Client, tmp_path: Path
         client.register_model("clf", path, sample_input=frame)
     mv = client.register_model("clf", path, sample_input=frame, trust=True)
     assert mv.trusted and mv.trusted_by == "tester"
+
+
+def test_sample_missing_a_signature_column_is_a_clear_error(
+    client: Client, sklearn_classifier: tuple[Path, pd.DataFrame]
+) -> None:
+    path, frame = sklearn_classifier
+    signature = {"inputs": [{"name": c, "type": "double"} for c in "abcde"]}
+    with pytest.raises(InvalidInput, match=r"lacks the signature's column\(s\) \['e'\]"):
+        client.register_model("clf", path, signature=signature, sample_input=frame)

@@ -115,7 +115,9 @@ class FastPath:
             log.exception("unexpected error on %s", scope["path"])
             reply = _INTERNAL
         await send_reply(send, reply)
-        self._observe(target[1], reply, time.perf_counter() - started)
+        # An unknown endpoint is labelled "-": request paths must not mint label values.
+        endpoint = target[1] if reply.status != 404 else "-"
+        self._observe(endpoint, reply, time.perf_counter() - started)
 
     def _observe(self, endpoint: str, reply: Reply, seconds: float) -> None:
         key = (endpoint, reply.model, reply.version, reply.status)

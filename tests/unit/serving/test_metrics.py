@@ -33,3 +33,12 @@ def test_requests_rows_and_batches_are_counted(server: TestClient) -> None:
     assert found[("modelport_batch_size_rows_sum", rows)] == 6
     assert found[("modelport_batch_queue_wait_seconds_count", rows)] == 3
     assert found[("modelport_request_duration_seconds_count", (("endpoint", "clf"),))] == 4
+
+
+def test_unknown_endpoints_do_not_mint_label_values(server: TestClient) -> None:
+    for name in ("nope-1", "nope-2"):
+        server.post(f"/v1/endpoints/{name}/predict", json={"dataframe_records": [ROW]})
+    found = samples(server)
+    missing = (("code", "404"), ("endpoint", "-"), ("model", ""), ("version", ""))
+    assert found[("modelport_requests_total", missing)] == 2
+    assert not any(dict(labels).get("endpoint", "").startswith("nope") for _, labels in found)
