@@ -37,9 +37,10 @@ def create_app(settings: Settings | None = None, *, client: Client | None = None
     """
     settings = settings or Settings()
     client = client or Client(settings)
-    plane = DataPlane(settings, client.registry, client.artifacts)
     metrics = ServingMetrics()
-    plane.batch_observer = metrics.batch_observer
+    plane = DataPlane(
+        settings, client.registry, client.artifacts, batch_observer=metrics.batch_observer
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

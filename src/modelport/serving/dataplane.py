@@ -89,7 +89,12 @@ class DataPlane:
     """Serve every endpoint of one environment."""
 
     def __init__(
-        self, settings: Settings, registry: Registry, artifacts: LocalArtifactStore
+        self,
+        settings: Settings,
+        registry: Registry,
+        artifacts: LocalArtifactStore,
+        *,
+        batch_observer: Callable[[str, ModelVersion], BatchObserver] | None = None,
     ) -> None:
         self.settings = settings
         self.env = settings.env
@@ -105,7 +110,7 @@ class DataPlane:
         self._batchers: dict[tuple[str, int, str], tuple[Runtime, Batcher]] = {}
         self._closing: set[asyncio.Task[None]] = set()
         #: makes the per-batch callback for an endpoint's version (the metrics hook)
-        self.batch_observer: Callable[[str, ModelVersion], BatchObserver] | None = None
+        self.batch_observer = batch_observer
 
     def _load(self, version: ModelVersion, kind: str) -> Runtime:
         return load_runtime(
