@@ -199,7 +199,9 @@ class Signature:
         if dtype is None or table.matrix.dtype.kind not in "fiu" or len(table) < len(self.inputs):
             return self.coerce(table)
         wanted = self.column_names
-        if names[: len(wanted)] == wanted:
+        if names == wanted and table.matrix.dtype == dtype and table.matrix.flags.c_contiguous:
+            block = table.matrix  # already what the model takes: check it, keep the Table
+        elif names[: len(wanted)] == wanted:
             block = table.matrix[:, : len(wanted)] if len(names) > len(wanted) else table.matrix
         else:
             where = {n: i for i, n in enumerate(names)}
@@ -211,7 +213,7 @@ class Signature:
         checked = block if isinstance(forbid, slice) else block[:, forbid]
         if len(block) == 0 or (checked.size and np.isnan(checked).any()):
             return self.coerce(table)  # the column-by-column path names the row at fault
-        return Table(wanted, block)
+        return table if block is table.matrix and names == wanted else Table(wanted, block)
 
     def coerce(self, raw: Mapping[str, Any]) -> Columns:
         """Check and convert decoded request columns to typed arrays in signature order.

@@ -151,6 +151,9 @@ class Batcher:
             if self.on_batch is not None:
                 self.on_batch(_rows(columns), [0.0])
             return await self._call_alone(columns)
+        rows = _rows(columns)
+        if rows >= self.config.max_batch_size and self._idle_and_cheap():
+            return self._call_now(columns, rows)
         loop = asyncio.get_running_loop()
         if self._collector is None or self._collector.done():
             self._collector = loop.create_task(self._collect())
@@ -158,6 +161,21 @@ class Batcher:
         self._pending.append(request)
         self._wakeup.set()
         return await request.future
+
+    def _idle_and_cheap(self) -> bool:
+        """Nothing queued or running, and model calls short enough for the event loop."""
+        running = self._running is not None and not self._running.done()
+        return not self._pending and not running and self._model_seconds < INLINE_BELOW_SECONDS
+
+    def _call_now(self, columns: Columns, rows: int) -> Prediction:
+        """A request that fills a batch by itself: no company to wait for, no queue."""
+        self._stats.record(rows, 1, 0.0)
+        if self.on_batch is not None:
+            self.on_batch(rows, [0.0])
+        try:
+            return self._call_batch([columns])[0]
+        except Exception as exc:
+            raise self._failure(exc) from exc
 
     async def close(self) -> None:
         """Answer every queued request, then stop the collector."""

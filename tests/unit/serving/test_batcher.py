@@ -383,3 +383,30 @@ def test_classifier_probabilities_split_by_row(executor: ThreadPoolExecutor) -> 
 def test_config_rejects_nonsense(config: dict[str, float]) -> None:
     with pytest.raises(InvalidConfig):
         BatchingConfig(**config)  # type: ignore[arg-type]
+
+
+def test_a_full_request_on_an_idle_cheap_model_skips_the_queue(
+    executor: ThreadPoolExecutor,
+) -> None:
+    runtime = EchoRuntime()
+    batcher = Batcher(runtime, BatchingConfig(max_batch_size=4), executor)
+    full = [float(v) for v in range(10, 14)]
+
+    async def main() -> tuple[Prediction, Prediction, Prediction]:
+        first = await batcher.predict(cols([1.0]))  # measured: the echo model is cheap
+        direct = await batcher.predict(cols(full))
+        bad = cols([POISON] * 4)
+        try:
+            await batcher.predict(bad)
+        except PredictionFailed as exc:
+            assert "poison row" in str(exc)
+        else:
+            raise AssertionError("a poison request must fail")
+        return first, direct, await batcher.predict(cols([2.0]))
+
+    first, direct, after = run(main)
+    assert runtime.calls == [1, 4, 4, 1]
+    assert_own_rows(direct, full)
+    assert_own_rows(after, [2.0])
+    assert batcher._collector is not None  # the queue still serves small requests
+    assert batcher.stats.requests == 4
