@@ -42,7 +42,14 @@ from modelport.registry import (
 from modelport.runtimes import detect_flavor, get_runtime, needs_trust, save_model
 from modelport.runtimes.base import LoadContext, Prediction, Runtime
 from modelport.settings import Settings
-from modelport.signature import ColumnType, OutputSpec, Signature, column_type_of, sample_frame
+from modelport.signature import (
+    Columns,
+    ColumnType,
+    OutputSpec,
+    Signature,
+    column_type_of,
+    sample_frame,
+)
 from modelport.uri import ModelRef, check_name, parse_model_uri
 
 if TYPE_CHECKING:
@@ -88,6 +95,11 @@ def runtime_kind(version: ModelVersion, choice: str) -> RuntimeKind:
     if choice == "compiled" or compiled_artifact(version) is not None:
         return "compiled"
     return "native"
+
+
+def frame_columns(signature: Signature, frame: pd.DataFrame) -> Columns:
+    """Rows of a DataFrame checked against a signature, as a request's would be."""
+    return signature.coerce({c: frame[c].to_numpy() for c in frame})
 
 
 def load_runtime(
@@ -185,6 +197,7 @@ class Client:
                     hint="give a sample with every input column, or fix the signature",
                 )
             frame = frame[sig.column_names]
+        columns = frame_columns(sig, frame) if frame is not None else None
         runtime = get_runtime(flavor)
         runtime.load(
             LoadContext(
@@ -195,16 +208,14 @@ class Client:
             )
         )
         try:
-            prediction = None
-            if frame is not None:
-                prediction = runtime.predict(sig.coerce({c: frame[c].to_numpy() for c in frame}))
+            prediction = runtime.predict(columns) if columns is not None else None
             task = str(getattr(runtime, "task", "other"))
             classes = getattr(runtime, "classes", None)
             classes = [_plain(c) for c in classes] if classes is not None else None
         finally:
             runtime.unload()
         sig = sig.with_outputs(output_specs(prediction, task, classes))
-        compiled = self._compile(flavor, ref, sig, frame, trust)
+        compiled = self._compile(flavor, ref, sig, columns, trust)
         profile, sample_sha = None, None
         if frame is not None:
             sample = frame.head(REFERENCE_ROWS)
@@ -237,7 +248,7 @@ class Client:
         flavor: str,
         ref: ArtifactRef,
         sig: Signature,
-        frame: pd.DataFrame | None,
+        sample: Columns | None,
         trust: bool,
     ) -> dict[str, Any]:
         """Convert to ONNX and verify on the sample; store the result as a derived artifact."""
@@ -245,9 +256,8 @@ class Client:
 
         if not self.settings.compile_models:
             return {"status": "skipped", "reason": "compiling is off (MODELPORT_COMPILE_MODELS)"}
-        if frame is None:
+        if sample is None:
             return {"status": "skipped", "reason": "no sample input to verify a compiled form on"}
-        sample = sig.coerce({c: frame[c].to_numpy() for c in frame})
         with tempfile.TemporaryDirectory() as tmp:
             result = compile_model(
                 flavor, self.artifacts.local_path(ref), sig, sample, Path(tmp), trusted=trust
@@ -396,7 +406,7 @@ class Client:
         version, runtime = self.load(uri)
         try:
             frame = sample_frame(data, version.signature.column_names)
-            columns = version.signature.coerce({c: frame[c].to_numpy() for c in frame})
+            columns = frame_columns(version.signature, frame)
             return runtime.predict(columns)
         finally:
             runtime.unload()

@@ -21,7 +21,7 @@ from typing import Any
 
 from modelport.artifacts import LocalArtifactStore
 from modelport.client import RuntimeKind, load_runtime, runtime_kind
-from modelport.errors import ModelportError, NotFound, PredictionFailed
+from modelport.errors import NotFound
 from modelport.registry import Deployment, ModelVersion, Registry, ServingOptions
 from modelport.runtimes.base import Prediction, Runtime
 from modelport.serving.batcher import Batcher, BatchingConfig, BatchObserver, BatchStats
@@ -256,12 +256,8 @@ class DataPlane:
         kind = state.kind(mv)
         runtime = await self.pool.get(mv, self.settings.load_wait_seconds, kind)
         batcher = self._batcher(endpoint, mv, kind, runtime, state.serving)
-        try:
-            prediction = await batcher.predict(columns)
-        except ModelportError:
-            raise
-        except Exception as exc:
-            raise PredictionFailed(f"{mv.uri} raised {type(exc).__name__}: {exc}") from exc
+        # The batcher turns a model's own exception into PredictionFailed, named after it.
+        prediction = await batcher.predict(columns)
         n = len(next(iter(columns.values())))
         return PredictResult(
             endpoint=endpoint,

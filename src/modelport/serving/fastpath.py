@@ -15,15 +15,12 @@ from typing import Any
 from modelport import errors
 from modelport.serving import handlers
 from modelport.serving.dataplane import DataPlane
-from modelport.serving.handlers import Reply
-from modelport.serving.http import dumps
+from modelport.serving.http import Message, Receive, Reply, dumps, error_reply, read_limited
 from modelport.serving.metrics import ServingMetrics
 
 log = logging.getLogger(__name__)
 
 Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
@@ -31,33 +28,6 @@ _JSON = b"application/json"
 _INTERNAL = Reply(
     dumps({"error": "internal error; the server log has the details", "code": "internal"}), 500
 )
-
-
-def too_large(limit: int) -> errors.PayloadTooLarge:
-    return errors.PayloadTooLarge(
-        f"request body is over the limit of {limit} bytes",
-        hint="send fewer rows per request, or raise MODELPORT_MAX_BODY_BYTES",
-    )
-
-
-async def read_limited(receive: Receive, declared: bytes | None, limit: int) -> bytes:
-    """The whole body, refused as soon as it (or its Content-Length) passes ``limit``."""
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise too_large(limit)
-    chunks: list[bytes] = []
-    size = 0
-    more = True
-    while more:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise errors.InvalidInput("the client went away before sending the whole body")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise too_large(limit)
-        chunks.append(chunk)
-        more = message.get("more_body", False)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 async def send_reply(send: Send, reply: Reply) -> None:
@@ -110,7 +80,7 @@ class FastPath:
         try:
             reply = await self._handle(target, scope, receive)
         except errors.ModelportError as exc:
-            reply = handlers.error_reply(exc)
+            reply = error_reply(exc)
         except Exception:
             log.exception("unexpected error on %s", scope["path"])
             reply = _INTERNAL

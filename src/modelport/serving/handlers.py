@@ -6,41 +6,18 @@ these, so there is one implementation of each predict route.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from modelport import errors
 from modelport.errors import NotFound
 from modelport.serving.codecs import decode_csv, decode_json, encode_result, parse_json
 from modelport.serving.dataplane import DataPlane, PredictResult
-from modelport.serving.http import dumps, status_for
+from modelport.serving.http import Reply, dumps
 from modelport.serving.inference_protocol import (
     HEADER_LENGTH,
     decode_infer,
     encode_outputs,
     header_length,
 )
-
-
-@dataclass(frozen=True)
-class Reply:
-    """A response before any framework sees it."""
-
-    body: bytes
-    status: int = 200
-    media_type: str = "application/json"
-    headers: tuple[tuple[str, str], ...] = ()
-    #: what answered, for metrics: model name, version, rows predicted
-    model: str = ""
-    version: str = ""
-    rows: int = 0
-
-
-def error_reply(exc: errors.ModelportError) -> Reply:
-    headers: tuple[tuple[str, str], ...] = ()
-    if isinstance(exc, errors.Unavailable):
-        headers = (("retry-after", str(exc.retry_after)),)
-    return Reply(dumps(exc.to_dict()), status_for(exc), headers=headers)
 
 
 def version_number(version: str | None) -> int | None:

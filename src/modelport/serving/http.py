@@ -7,6 +7,8 @@ that maps them to status codes. Every error body is JSON with an ``error`` messa
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -16,6 +18,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from modelport import errors
+
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
 
 STATUS: dict[type[errors.ModelportError], int] = {
     errors.InvalidInput: 400,
@@ -52,18 +57,38 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     return Response(dumps(body), status_code=status, headers=headers, media_type="application/json")
 
 
-def reply_response(reply: Any) -> Response:
-    """A `handlers.Reply` as a Starlette response."""
+@dataclass(frozen=True)
+class Reply:
+    """A response before any framework sees it: what the fast path sends as is, and
+    what `reply_response` hands to Starlette."""
+
+    body: bytes
+    status: int = 200
+    media_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()
+    #: what answered, for metrics: model name, version, rows predicted
+    model: str = ""
+    version: str = ""
+    rows: int = 0
+
+
+def reply_response(reply: Reply) -> Response:
+    """A `Reply` as a Starlette response."""
     return Response(
         reply.body, reply.status, headers=dict(reply.headers), media_type=reply.media_type
     )
 
 
-def error_response(exc: errors.ModelportError) -> Response:
-    headers = None
+def error_reply(exc: errors.ModelportError) -> Reply:
+    """The JSON body and status for a domain error (``Retry-After`` when unavailable)."""
+    headers: tuple[tuple[str, str], ...] = ()
     if isinstance(exc, errors.Unavailable):
-        headers = {"Retry-After": str(exc.retry_after)}
-    return json_response(exc.to_dict(), status_for(exc), headers)
+        headers = (("retry-after", str(exc.retry_after)),)
+    return Reply(dumps(exc.to_dict()), status_for(exc), headers=headers)
+
+
+def error_response(exc: errors.ModelportError) -> Response:
+    return reply_response(error_reply(exc))
 
 
 async def modelport_error_handler(_request: Request, exc: Exception) -> Response:
@@ -84,22 +109,35 @@ async def validation_error_handler(_request: Request, exc: Exception) -> Respons
     )
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it passes ``limit`` bytes."""
-    declared = request.headers.get("content-length")
+def too_large(limit: int, declared: int | None = None) -> errors.PayloadTooLarge:
+    size = f" of {declared} bytes" if declared is not None else ""
+    return errors.PayloadTooLarge(
+        f"request body{size} is over the limit of {limit} bytes",
+        hint="send fewer rows per request, or raise MODELPORT_MAX_BODY_BYTES",
+    )
+
+
+async def read_limited(receive: Receive, declared: bytes | None, limit: int) -> bytes:
+    """The whole body, refused as soon as it (or its Content-Length) passes ``limit``."""
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise errors.PayloadTooLarge(
-            f"request body of {declared} bytes is over the limit of {limit} bytes",
-            hint="send fewer rows per request, or raise MODELPORT_MAX_BODY_BYTES",
-        )
+        raise too_large(limit, int(declared))
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise errors.InvalidInput("the client went away before sending the whole body")
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise errors.PayloadTooLarge(
-                f"request body is over the limit of {limit} bytes",
-                hint="send fewer rows per request, or raise MODELPORT_MAX_BODY_BYTES",
-            )
+            raise too_large(limit)
         chunks.append(chunk)
-    return b"".join(chunks)
+        more = message.get("more_body", False)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """`read_limited` for a Starlette request (the documented FastAPI routes)."""
+    declared = request.headers.get("content-length")
+    return await read_limited(request.receive, declared.encode() if declared else None, limit)
