@@ -73,6 +73,39 @@ class Settings(BaseSettings):
     user: str | None = Field(
         default=None, description="Who is acting, recorded on registrations and deployments."
     )
+    log_dir: Path | None = Field(
+        default=None,
+        description="Folder of the prediction log and labels (Parquet segments); "
+        "default home/logs.",
+    )
+    log_sample_rate: float = Field(
+        default=1.0, ge=0.0, le=1.0, description="Share of requests written to the prediction log."
+    )
+    log_flush_seconds: float = Field(
+        default=1.0, gt=0, description="How often buffered log records are written out."
+    )
+    log_buffer_rows: int = Field(
+        default=200_000,
+        ge=1,
+        description="Most rows waiting to be written; above it records are dropped and counted.",
+    )
+    log_retention_days: int = Field(
+        default=30, ge=1, description="Days of prediction log and labels kept; older are deleted."
+    )
+    monitor_interval_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="How often the server computes drift and evaluates alert rules; 0 turns "
+        "the built-in monitor off.",
+    )
+    monitor_window: str = Field(
+        default="1h", description="Window drift is computed over: a duration (1h, 30m) or rows."
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="Base URL of this server as people reach it, used for links in alerts; "
+        "default http://host:port.",
+    )
 
     @property
     def database_url(self) -> str:
@@ -83,6 +116,14 @@ class Settings(BaseSettings):
     @property
     def artifacts_path(self) -> Path:
         return self.artifact_root or self.home / "artifacts"
+
+    @property
+    def logs_path(self) -> Path:
+        return self.log_dir or self.home / "logs"
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
 
 def normalize_db_url(url: str) -> str:
