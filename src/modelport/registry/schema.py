@@ -90,3 +90,93 @@ deployment_events = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Index("ix_deployment_events_env_endpoint", "environment", "endpoint"),
 )
+
+# -- watching: configuration documents, monitor runs, alert groups, incidents ----------
+
+documents = sa.Table(
+    "documents",
+    metadata,
+    # A named configuration document applied from modelport.yaml (e.g. "alerting").
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("body", sa.JSON, nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_by", sa.String(256), nullable=True),
+)
+
+monitor_runs = sa.Table(
+    "monitor_runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("environment", sa.String(128), nullable=False),
+    sa.Column("endpoint", sa.String(128), nullable=False),
+    sa.Column("model", sa.String(128), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("rows", sa.Integer, nullable=False),
+    sa.Column("report", sa.JSON, nullable=False),
+    sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_monitor_runs_env_endpoint_at", "environment", "endpoint", "computed_at"),
+)
+
+leases = sa.Table(
+    "leases",
+    metadata,
+    # Who runs a singleton loop (the monitor and alert engine) among workers and replicas.
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("holder", sa.String(256), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+incidents = sa.Table(
+    "incidents",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("environment", sa.String(128), nullable=False),
+    sa.Column("endpoint", sa.String(128), nullable=True),
+    sa.Column("group_key", sa.String(512), nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("severity", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # firing | resolved
+    sa.Column("labels", sa.JSON, nullable=False),
+    sa.Column("alerts", sa.JSON, nullable=False),
+    sa.Column("diagnosis", sa.JSON, nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_incidents_env_status", "environment", "status"),
+)
+
+alert_groups = sa.Table(
+    "alert_groups",
+    metadata,
+    # One row per (receiver, group): what was last notified. Updated with a
+    # compare-and-set on ``generation`` so one notification goes out per state change
+    # however many evaluators run.
+    sa.Column("environment", sa.String(128), primary_key=True),
+    sa.Column("group_key", sa.String(512), primary_key=True),
+    sa.Column("receiver", sa.String(128), nullable=False),
+    sa.Column("incident_id", sa.Integer, sa.ForeignKey("incidents.id"), nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),  # firing | resolved
+    sa.Column("alerts", sa.JSON, nullable=False),  # fingerprints notified last
+    sa.Column("first_seen_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("notified_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("generation", sa.Integer, nullable=False),
+)
+
+notifications = sa.Table(
+    "notifications",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("incident_id", sa.Integer, sa.ForeignKey("incidents.id"), nullable=True),
+    sa.Column("environment", sa.String(128), nullable=False),
+    sa.Column("group_key", sa.String(512), nullable=False),
+    sa.Column("receiver", sa.String(128), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("ok", sa.Boolean, nullable=False),
+    sa.Column("status_code", sa.Integer, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("duration_s", sa.Float, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_notifications_incident", "incident_id"),
+)
