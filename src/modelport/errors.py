@@ -16,7 +16,9 @@ wrong, where, and how to fix it.
     ├── PayloadTooLarge              request body over the configured limit (413)
     ├── Unavailable                  the thing exists but cannot serve now (503)
     │   └── ModelLoading             the model is still loading; retry after a moment
-    └── PredictionFailed             the runtime raised while predicting (500)
+    ├── PredictionFailed             the runtime raised while predicting (500)
+    └── DeliveryError                a receiver did not take an alert notification
+                                     (recorded with the incident; never an HTTP answer)
 """
 
 from __future__ import annotations
@@ -92,3 +94,29 @@ class ModelLoading(Unavailable):
 
 class PredictionFailed(ModelportError):
     code = "prediction_failed"
+
+
+class DeliveryError(ModelportError):
+    """A receiver did not accept a notification.
+
+    ``retryable`` is false where trying again cannot help (a 4xx answer, a refused
+    recipient, a bad login); ``retry_after`` is the receiver's own hint in seconds.
+    """
+
+    code = "delivery_failed"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        body: str | None = None,
+        retryable: bool = True,
+        retry_after: float | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.status_code = status_code
+        self.body = body
+        self.retryable = retryable
+        self.retry_after = retry_after
