@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from modelport.client import Client
 from modelport.config.schema import ModelSpec, VersionSpec
@@ -26,7 +26,7 @@ from modelport.registry import Deployment, ModelVersion, ServingOptions
 if TYPE_CHECKING:
     import pandas as pd
 
-ChangeKind = Literal["model", "version", "alias", "deployment"]
+ChangeKind = Literal["model", "version", "alias", "deployment", "alerting"]
 Action = Literal["create", "update", "unchanged"]
 
 SYMBOLS: dict[Action, str] = {"create": "+", "update": "~", "unchanged": "="}
@@ -154,6 +154,20 @@ class DeploymentStep:
             self.endpoint, self.uri, env=self.environment, reason=self.reason, serving=self.serving
         )
         return f"{serves(deployment)} ({self.uri}), revision {deployment.revision}"
+
+
+@dataclass(frozen=True)
+class AlertingStep:
+    change: Change
+    body: dict[str, Any]
+
+    def run(self, client: Client, registered: dict[int, ModelVersion]) -> str:
+        from modelport.alerting.watchconfig import DOCUMENT
+        from modelport.registry.watching import WatchStore
+
+        store = WatchStore(client.registry.engine)
+        revision = store.put_document(DOCUMENT, self.body, actor=client.settings.user)
+        return f"{self.change.detail}, revision {revision}"
 
 
 @dataclass(frozen=True)

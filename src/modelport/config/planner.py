@@ -27,6 +27,8 @@ from modelport.artifacts import sha256_path
 from modelport.client import Client
 from modelport.config.plan import (
     SAMPLE_READERS,
+    Action,
+    AlertingStep,
     AliasStep,
     Change,
     DeploymentStep,
@@ -135,8 +137,25 @@ class _Planner:
         if self.errors:
             lines = [message for _, message in sorted(self.errors, key=lambda e: e[0])]
             raise InvalidConfig("\n".join(lines))
-        steps: list[Step] = [*models, *versions, *aliases, *deployments]
+        steps: list[Step] = [*models, *versions, *aliases, *deployments, *self._alerting()]
         return Plan(steps=tuple(steps), file=self.source.file)
+
+    def _alerting(self) -> list[AlertingStep]:
+        """The alerting document, when the file has an ``alerting:`` section."""
+        spec = self.config.alerting
+        if spec is None:
+            return []
+        from modelport.alerting.watchconfig import DOCUMENT
+        from modelport.registry.watching import WatchStore
+
+        body = spec.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        current = WatchStore(self.client.registry.engine).get_document(DOCUMENT)
+        rules = len(spec.rules)
+        detail = f"{rules} rule(s), {len(spec.receivers)} receiver(s)"
+        if current is None:
+            return [AlertingStep(Change("alerting", "create", "alerting", detail), body)]
+        action: Action = "unchanged" if current[0] == body else "update"
+        return [AlertingStep(Change("alerting", action, "alerting", detail), body)]
 
     def _error(self, loc: Loc, message: str) -> None:
         self.errors.append((self.source.line_of(loc), self.source.error(loc, message)))

@@ -25,6 +25,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, ValidationError
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from modelport.alerting.watchconfig import AlertingSpec
 from modelport.errors import InvalidConfig, InvalidInput
 from modelport.registry import ServingOptions
 from modelport.uri import check_name, parse_model_uri
@@ -170,6 +171,11 @@ class ConfigFile(_Strict):
     models: dict[ModelName, ModelSpec] = Field(default_factory=dict, description="Models by name.")
     environments: dict[EnvironmentName, EnvironmentSpec] = Field(
         default_factory=dict, description="Environments by name."
+    )
+    alerting: AlertingSpec | None = Field(
+        default=None,
+        description="Alert rules, receivers and routes, drift thresholds "
+        "(see docs/monitoring.md); left out, the applied document stays as it is.",
     )
 
 
@@ -349,6 +355,21 @@ def _invalid(errors: list[tuple[int, str]]) -> InvalidConfig:
     return InvalidConfig("\n".join(lines), hint="the format is described in docs/config.md")
 
 
+#: Error kinds whose message is already written for people (ours, not pydantic's).
+_OWN_MESSAGES = (
+    "invalid_name",
+    "invalid_uri",
+    "reserved_alias",
+    "invalid_duration",
+    "invalid_regex",
+    "unknown_receiver",
+    "invalid_receiver",
+    "invalid_route",
+    "duplicate_receiver",
+    "invalid_url",
+)
+
+
 def _message(err: ErrorDetails) -> str:
     """A short, lower-case message for one pydantic error."""
     kind = err["type"]
@@ -356,7 +377,7 @@ def _message(err: ErrorDetails) -> str:
         return "unknown field" + _suggestion(err["loc"])
     if kind == "missing":
         return "required field is missing"
-    if kind in ("invalid_name", "invalid_uri", "reserved_alias"):
+    if kind in _OWN_MESSAGES:
         return err["msg"]
     if kind in ("model_type", "dict_type"):
         return f"expected a mapping of fields, got {_kind_of(err.get('input'))}"
