@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import getpass
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -54,6 +55,8 @@ from modelport.uri import ModelRef, check_name, parse_model_uri
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from modelport.monitoring.labels import LabelStore
 
 REFERENCE_ROWS = 1000
 REFERENCE_NAME = "reference.parquet"
@@ -392,6 +395,51 @@ class Client:
             actor=self.user,
             reason=f"promoted from {source} (revision {current.revision})",
         )
+
+    # -- delayed labels --------------------------------------------------------
+
+    def feedback(
+        self, prediction_ids: Sequence[str], labels: Sequence[Any], *, source: str = "api"
+    ) -> int:
+        """Attach ground truth to predictions (ids from predict responses); durable on return.
+
+        Returns the number of labels recorded; the latest label of an id wins.
+        """
+        return self._label_store().add(prediction_ids, labels, source=source)
+
+    def import_labels(
+        self,
+        path: str | Path,
+        *,
+        id_column: str = "prediction_id",
+        label_column: str = "label",
+    ) -> int:
+        """Import labels from a CSV or Parquet file (all rows, or none on an error)."""
+        return self._label_store().import_file(path, id_column=id_column, label_column=label_column)
+
+    def performance(
+        self,
+        endpoint: str,
+        *,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        bucket: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Metrics per model version of ``endpoint`` from its labelled predictions.
+
+        ``since`` and ``until`` are datetimes, ISO times or durations back from now
+        (``"7d"``); ``bucket`` (``"1d"``) also groups by when predictions were answered.
+        """
+        from modelport.monitoring.labels import parse_time
+
+        start = parse_time(since) if isinstance(since, str) else since
+        end = parse_time(until) if isinstance(until, str) else until
+        return self._label_store().performance(endpoint, since=start, until=end, bucket=bucket)
+
+    def _label_store(self) -> LabelStore:
+        from modelport.monitoring.labels import LabelStore
+
+        return LabelStore(self.settings, registry=self.registry)
 
     # -- in-process prediction -----------------------------------------------
 

@@ -13,20 +13,29 @@ from typing import Annotated, Any
 import typer
 
 from modelport import __version__, errors
-from modelport.cli import deployments
+from modelport.cli import deployments, feedback
 from modelport.cli.common import Ctx, emit, handled, out, read_frame
 from modelport.cli.deployments import EnvOption
+from modelport.cli.logs import logs_app
 from modelport.cli.models import models_app
+from modelport.cli.watch import alerts_app, incidents_app, monitor_app
 from modelport.settings import Settings
 
 app = typer.Typer(help="Deploy trained models, serve predictions, roll back.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+app.add_typer(logs_app, name="logs")
+app.add_typer(monitor_app, name="monitor")
+app.add_typer(alerts_app, name="alerts")
+app.add_typer(incidents_app, name="incidents")
 for command in (
     deployments.deploy,
     deployments.undeploy,
     deployments.deployments,
     deployments.history,
     deployments.promote,
+    feedback.feedback,
+    feedback.feedback_import,
+    feedback.performance,
 ):
     app.command()(command)
 
