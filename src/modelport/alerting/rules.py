@@ -184,8 +184,8 @@ DEFAULT_RULES: tuple[AlertRule, ...] = (
     _rule("HighErrorRate", "error_rate", 0.05, window="5m", **{"for": "2m"}, severity="critical"),
     _rule("HighLatency", "latency_p99", 0.5, window="5m", **{"for": "5m"}),
     _rule("TrafficStopped", "traffic_drop", 1.0, op=">=", window="10m", **{"for": "10m"}),
-    _rule("InputDrift", "drift_score", 0.2, min_samples=100),
-    _rule("OutputDrift", "output_drift", 0.2, min_samples=100),
+    _rule("InputDrift", "drift_score", 0.2, min_samples=500),
+    _rule("OutputDrift", "output_drift", 0.2, min_samples=500),
     _rule("MissingValues", "missing_rate", 0.1, min_samples=100),
     _rule("PerformanceDrop", "performance_drop", 0.05, metric="accuracy", min_samples=50),
 )

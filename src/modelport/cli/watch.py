@@ -115,16 +115,17 @@ def alerts_list(ctx: typer.Context) -> None:
         ]
         for r in rules
     ]
+    receivers = sorted(config.spec.receiver_map())
     data = {
         "revision": config.revision,
         "rules": [r.model_dump(by_alias=True) for r in rules],
-        "receivers": sorted(config.spec.receiver_map()),
+        "receivers": receivers,
     }
 
     def render() -> None:
         columns = ["rule", "signal", "fires when", "for", "window", "severity", "endpoints"]
         out.print(table(f"alert rules (revision {config.revision})", columns, rows))
-        out.print("receivers: " + ", ".join(data["receivers"]))
+        out.print("receivers: " + ", ".join(receivers))
 
     emit(c, data, render)
 

@@ -27,9 +27,10 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 import numpy as np
 
@@ -42,8 +43,20 @@ log = logging.getLogger(__name__)
 #: Model calls that recently took less than this run inline on the event loop.
 INLINE_BELOW_SECONDS = 0.0005
 
-#: ``on_batch(rows, queue_waits)``: one call per model call, one wait per request in it.
-BatchObserver = Callable[[int, Sequence[float]], None]
+#: The queue wait of a request that was never queued.
+_NO_WAIT = (0.0,)
+
+
+class BatchObserver(Protocol):
+    """What a batcher reports, for metrics (`ServingMetrics.batch_observer` makes one)."""
+
+    def batch(self, rows: int, queue_waits: Sequence[float], model_seconds: float) -> None:
+        """A model call ended (returned or raised): its rows, the queue wait of each request
+        it served for the first time, and its seconds (concat, ``runtime.predict``, split).
+        Called from the thread that ran the model."""
+
+    def queued(self, change: int) -> None:
+        """``change`` requests joined (positive) or left (negative) the queue; on the loop."""
 
 
 @dataclass(frozen=True)
@@ -119,8 +132,8 @@ class Batcher:
         name: str = "",
         on_batch: BatchObserver | None = None,
     ) -> None:
-        #: called with each model call's rows and its requests' queue waits (metrics)
-        self.on_batch = on_batch
+        #: told of each model call and of requests joining and leaving the queue (metrics)
+        self.observer = on_batch
         self.runtime = runtime
         self.config = config
         self.name = name
@@ -148,9 +161,7 @@ class Batcher:
             raise Unavailable(f"the batcher for {self.name or 'this model'} is closed")
         if not self.config.enabled or not columns:
             self._stats.record(_rows(columns), 1, 0.0)
-            if self.on_batch is not None:
-                self.on_batch(_rows(columns), [0.0])
-            return await self._call_alone(columns)
+            return await self._call_alone(columns, _NO_WAIT)
         rows = _rows(columns)
         if rows >= self.config.max_batch_size and self._idle_and_cheap():
             return self._call_now(columns, rows)
@@ -159,6 +170,8 @@ class Batcher:
             self._collector = loop.create_task(self._collect())
         request = _Request(columns, _rows(columns), loop.create_future(), loop.time())
         self._pending.append(request)
+        if self.observer is not None:
+            self.observer.queued(1)
         self._wakeup.set()
         return await request.future
 
@@ -170,10 +183,8 @@ class Batcher:
     def _call_now(self, columns: Columns, rows: int) -> Prediction:
         """A request that fills a batch by itself: no company to wait for, no queue."""
         self._stats.record(rows, 1, 0.0)
-        if self.on_batch is not None:
-            self.on_batch(rows, [0.0])
         try:
-            return self._call_batch([columns])[0]
+            return self._call_batch([columns], rows, _NO_WAIT)[0]
         except Exception as exc:
             raise self._failure(exc) from exc
 
@@ -229,6 +240,7 @@ class Batcher:
             head = self._pending[0]
             if head.future.done():
                 self._pending.popleft()
+                self._left_queue(1)
                 continue
             if batch and rows + head.rows > self.config.max_batch_size:
                 break
@@ -248,14 +260,20 @@ class Batcher:
 
     def _fail_pending(self) -> None:
         error = Unavailable(f"the batcher for {self.name or 'this model'} stopped")
+        self._left_queue(len(self._pending))
         while self._pending:
             request = self._pending.popleft()
             if not request.future.done():
                 request.future.set_exception(error)
 
+    def _left_queue(self, requests: int) -> None:
+        if self.observer is not None and requests:
+            self.observer.queued(-requests)
+
     # -- running -------------------------------------------------------------
 
     async def _run(self, batch: list[_Request]) -> None:
+        self._left_queue(len(batch))
         live = [r for r in batch if not r.future.done()]
         try:
             if live:
@@ -273,14 +291,14 @@ class Batcher:
         waits = [now - r.enqueued_at for r in live]
         rows = sum(r.rows for r in live)
         self._stats.record(rows, len(live), sum(waits))
-        if self.on_batch is not None:
-            self.on_batch(rows, waits)
         parts = [r.columns for r in live]
         try:
             if self._model_seconds < INLINE_BELOW_SECONDS:
-                predictions = self._call_batch(parts)  # cheaper than a hop to a thread
+                predictions = self._call_batch(parts, rows, waits)  # cheaper than a thread hop
             else:
-                predictions = await loop.run_in_executor(self._executor, self._call_batch, parts)
+                predictions = await loop.run_in_executor(
+                    self._executor, self._call_batch, parts, rows, waits
+                )
         except Exception as exc:
             if len(live) == 1:
                 _settle(live[0].future, error=self._failure(exc))
@@ -297,35 +315,46 @@ class Batcher:
             if request.future.done():
                 continue
             try:
-                prediction = await self._call_alone(request.columns)
+                prediction = await self._call_alone(request.columns, ())  # wait already told
             except ModelportError as exc:
                 _settle(request.future, error=exc)
             else:
                 _settle(request.future, prediction)
 
-    def _call_batch(self, parts: list[Columns]) -> list[Prediction]:
-        """One model call for several requests: concat, predict, split; timed."""
+    def _call_batch(
+        self, parts: list[Columns], rows: int, waits: Sequence[float]
+    ) -> list[Prediction]:
+        """One model call for several requests: concat, predict, split; timed and told."""
         started = time.perf_counter()
-        if len(parts) == 1:
-            result = [self.runtime.predict(parts[0])]
-        else:
-            result = split(self.runtime.predict(concat(parts)), [_rows(p) for p in parts])
-        elapsed = time.perf_counter() - started
-        if self._calls:
-            self._model_seconds += (elapsed - self._model_seconds) * 0.2
-        else:
-            self._model_seconds = elapsed
-        self._calls += 1
-        return result
+        try:
+            if len(parts) == 1:
+                return [self.runtime.predict(parts[0])]
+            return split(self.runtime.predict(concat(parts)), [_rows(p) for p in parts])
+        finally:
+            self._called(rows, waits, time.perf_counter() - started)
 
-    async def _call_alone(self, columns: Columns) -> Prediction:
+    def _called(self, rows: int, waits: Sequence[float], seconds: float) -> None:
+        if self._calls:
+            self._model_seconds += (seconds - self._model_seconds) * 0.2
+        else:
+            self._model_seconds = seconds
+        self._calls += 1
+        if self.observer is not None:
+            self.observer.batch(rows, waits, seconds)
+
+    async def _call_alone(self, columns: Columns, waits: Sequence[float]) -> Prediction:
+        """One request's own model call, in the executor (``waits``: its queue wait, if
+        not told already)."""
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._executor, self.runtime.predict, columns)
+            parts = await loop.run_in_executor(
+                self._executor, self._call_batch, [columns], _rows(columns), waits
+            )
         except ModelportError:
             raise
         except Exception as exc:
             raise self._failure(exc) from exc
+        return parts[0]
 
     def _failure(self, exc: Exception) -> ModelportError:
         """A ModelportError as it is; anything else as PredictionFailed with its message."""

@@ -2,7 +2,9 @@
 
 Predictions skip FastAPI's routing, dependency injection and response classes; every
 other route (health, metadata, control, docs) falls through to the FastAPI app. The
-handlers are the same ones the documented FastAPI routes call.
+handlers are the same ones the documented FastAPI routes call. Each predict request is
+counted here (requests, errors by kind, latency, rows, in flight), with the label children
+cached per label set so that a request only increments.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram
 
 from modelport import errors
 from modelport.serving import handlers
@@ -26,8 +30,17 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _JSON = b"application/json"
 _INTERNAL = Reply(
-    dumps({"error": "internal error; the server log has the details", "code": "internal"}), 500
+    dumps({"error": "internal error; the server log has the details", "code": "internal"}),
+    500,
+    error_code="internal",
 )
+#: An endpoint this server does not serve, in labels: request paths must not mint values.
+UNKNOWN = "-"
+
+#: (endpoint, model, version, status, error code) of an answer
+_AnswerKey = tuple[str, str, str, int, str]
+#: its requests, duration, rows and (for an error) errors children
+_Children = tuple[Counter, Histogram, Counter, Counter | None]
 
 
 async def send_reply(send: Send, reply: Reply) -> None:
@@ -67,7 +80,8 @@ class FastPath:
         self.plane = plane
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics
-        self._children: dict[tuple[str, str, str, int], tuple[Any, Any, Any]] = {}
+        self._children: dict[_AnswerKey, _Children] = {}
+        self._in_flight: dict[str, Gauge] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         target = (
@@ -77,34 +91,60 @@ class FastPath:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        in_flight = self._in_flight.get(target[1])
+        if in_flight is None:
+            in_flight = self._in_flight_gauge(target[1])
+        in_flight.inc()
         try:
-            reply = await self._handle(target, scope, receive)
-        except errors.ModelportError as exc:
-            reply = error_reply(exc)
-        except Exception:
-            log.exception("unexpected error on %s", scope["path"])
-            reply = _INTERNAL
-        await send_reply(send, reply)
-        # An unknown endpoint is labelled "-": request paths must not mint label values.
-        endpoint = target[1] if reply.status != 404 else "-"
+            reply = await self._answer(target, scope, receive)
+            await send_reply(send, reply)
+        finally:
+            in_flight.dec()
+        endpoint = target[1] if reply.status != 404 else UNKNOWN
         self._observe(endpoint, reply, time.perf_counter() - started)
 
+    async def _answer(
+        self, target: tuple[str, str, str | None], scope: Scope, receive: Receive
+    ) -> Reply:
+        try:
+            return await self._handle(target, scope, receive)
+        except errors.ModelportError as exc:
+            return error_reply(exc)
+        except Exception:
+            log.exception("unexpected error on %s", scope["path"])
+            return _INTERNAL
+
+    def _in_flight_gauge(self, endpoint: str) -> Gauge:
+        """The in-flight child of a served endpoint, or of ``-`` (not cached by name)."""
+        if endpoint not in self.plane.endpoints:
+            endpoint = UNKNOWN
+        gauge = self._in_flight.get(endpoint)
+        if gauge is None:
+            gauge = self._in_flight[endpoint] = self.metrics.in_flight.labels(endpoint)
+        return gauge
+
     def _observe(self, endpoint: str, reply: Reply, seconds: float) -> None:
-        key = (endpoint, reply.model, reply.version, reply.status)
+        key = (endpoint, reply.model, reply.version, reply.status, reply.error_code)
         children = self._children.get(key)
         if children is None:
-            m = self.metrics
-            children = (
-                m.requests.labels(endpoint, reply.model, reply.version, str(reply.status)),
-                m.duration.labels(endpoint),
-                m.rows.labels(endpoint, reply.model, reply.version),
-            )
-            self._children[key] = children
-        requests, duration, rows = children
+            children = self._children[key] = self._children_of(endpoint, reply)
+        requests, duration, rows, failures = children
         requests.inc()
         duration.observe(seconds)
         if reply.rows:
             rows.inc(reply.rows)
+        if failures is not None:
+            failures.inc()
+
+    def _children_of(self, endpoint: str, reply: Reply) -> _Children:
+        m = self.metrics
+        served = (endpoint, reply.model, reply.version)
+        return (
+            m.requests.labels(*served, str(reply.status)),
+            m.duration.labels(*served),
+            m.rows.labels(*served),
+            m.errors.labels(*served, reply.error_code) if reply.error_code else None,
+        )
 
     async def _handle(
         self, target: tuple[str, str, str | None], scope: Scope, receive: Receive

@@ -70,6 +70,8 @@ class Reply:
     model: str = ""
     version: str = ""
     rows: int = 0
+    #: the error's ``code`` (``ModelportError.code``) when this is an error reply
+    error_code: str = ""
 
 
 def reply_response(reply: Reply) -> Response:
@@ -84,7 +86,7 @@ def error_reply(exc: errors.ModelportError) -> Reply:
     headers: tuple[tuple[str, str], ...] = ()
     if isinstance(exc, errors.Unavailable):
         headers = (("retry-after", str(exc.retry_after)),)
-    return Reply(dumps(exc.to_dict()), status_for(exc), headers=headers)
+    return Reply(dumps(exc.to_dict()), status_for(exc), headers=headers, error_code=exc.code)
 
 
 def error_response(exc: errors.ModelportError) -> Response:
