@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from modelport.settings import Settings
+from tests.receivers import HttpReceiver, Mailbox, running_http, running_mailbox
 
 if TYPE_CHECKING:
     from modelport.client import Client
@@ -49,6 +50,20 @@ def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'registry.db'}"
     url: str = request.getfixturevalue("postgres_url")
     return url
+
+
+@pytest.fixture
+def http() -> Iterator[HttpReceiver]:
+    """An HTTP server on 127.0.0.1 that records what alert receivers are sent."""
+    with running_http() as receiver:
+        yield receiver
+
+
+@pytest.fixture
+def mailbox() -> Iterator[Mailbox]:
+    """An SMTP server on 127.0.0.1 that keeps the mail it gets."""
+    with running_mailbox() as box:
+        yield box
 
 
 @pytest.fixture

@@ -85,6 +85,7 @@ class Monitor:
             "rows": int(len(live)),
             "drift": self._drift(mv, live, thresholds),
             "performance": self._performance(endpoint, mv, now),
+            "training_metrics": dict(mv.metrics),
             "traffic": dict(self.logs.traffic(endpoint, since=since, until=now)),
         }
         report["seconds"] = round(time.perf_counter() - started, 4)

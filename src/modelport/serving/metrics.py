@@ -42,8 +42,10 @@ value could not be computed; ``series`` is endpoint, model, version, column):
 | modelport_drift_detected | gauge | series | 1 when the column drifted |
 | modelport_psi | gauge | series | population stability index |
 | modelport_missing_ratio | gauge | series | share of rows missing it |
+| modelport_reference_missing_ratio | gauge | series | share of reference rows missing it |
 | modelport_out_of_range_ratio | gauge | series | share outside the reference |
 | modelport_model_performance | gauge | endpoint, model, version, metric | quality on labels |
+| modelport_training_metric | gauge | endpoint, model, version, metric | registered metric |
 | modelport_labelled_predictions | gauge | endpoint, model, version | predictions with a label |
 | modelport_alerts_firing | gauge | alertname, severity, endpoint | 1 firing, 0 resolved |
 | modelport_monitor_last_run_timestamp_seconds | gauge | endpoint | Unix time of the last run |
@@ -194,6 +196,11 @@ class ServingMetrics:
         self.missing_ratio = gauge(
             "modelport_missing_ratio", "Share of rows missing the column (0..1).", _SERIES
         )
+        self.reference_missing_ratio = gauge(
+            "modelport_reference_missing_ratio",
+            "Share of the reference (training) rows missing the column (0..1).",
+            _SERIES,
+        )
         self.out_of_range_ratio = gauge(
             "modelport_out_of_range_ratio",
             "Share of values outside the reference's range or categories (0..1).",
@@ -202,6 +209,11 @@ class ServingMetrics:
         self.performance = gauge(
             "modelport_model_performance",
             "A quality metric of the model on its labelled predictions.",
+            ["endpoint", "model", "version", "metric"],
+        )
+        self.training_metric = gauge(
+            "modelport_training_metric",
+            "A quality metric the version was registered with (offline, from training).",
             ["endpoint", "model", "version", "metric"],
         )
         self.labelled = gauge(
@@ -282,10 +294,13 @@ class ServingMetrics:
         column: str,
         missing_ratio: float | None,
         out_of_range_ratio: float | None,
+        reference_missing_ratio: float | None = None,
     ) -> None:
-        """One column's data quality: shares (0..1) of missing and out-of-range values."""
+        """One column's data quality: shares (0..1) of missing and out-of-range values,
+        and the reference's missing share to compare with."""
         series = (endpoint, model, str(version), column)
         self.missing_ratio.labels(*series).set(_value(missing_ratio))
+        self.reference_missing_ratio.labels(*series).set(_value(reference_missing_ratio))
         self.out_of_range_ratio.labels(*series).set(_value(out_of_range_ratio))
 
     def set_performance(
@@ -295,11 +310,15 @@ class ServingMetrics:
         version: int | str,
         metrics: Mapping[str, float | None],
         labelled: int,
+        training: Mapping[str, float] | None = None,
     ) -> None:
-        """A version's quality metrics on labelled predictions, and how many had labels."""
+        """A version's quality metrics on labelled predictions, how many had labels, and
+        the metrics it was registered with (what ``performance_drop`` compares to)."""
         served = (endpoint, model, str(version))
         for metric, value in metrics.items():
             self.performance.labels(*served, metric).set(_value(value))
+        for metric, value in (training or {}).items():
+            self.training_metric.labels(*served, metric).set(_value(value))
         self.labelled.labels(*served).set(labelled)
 
     def set_alerts(self, firing: Iterable[tuple[str, str, str]]) -> None:
