@@ -1,6 +1,11 @@
 """The app factory: one ASGI app with the data plane, the Open Inference Protocol and
 the control API, sharing one `Settings`, `Client` and `DataPlane`.
 
+The prediction log (`modelport.monitoring.logwriter`) is on unless
+``log_sample_rate`` is 0; its writer thread starts and stops with the app, and so
+does the watch loop (`modelport.serving.watcher`: monitor and alerts) unless
+``monitor_interval_seconds`` is 0.
+
 Example::
 
     app = create_app(Settings(env="staging"))
@@ -9,6 +14,7 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -20,12 +26,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from modelport import __version__
 from modelport.client import Client
 from modelport.errors import ModelportError
+from modelport.monitoring.labels import LabelStore
+from modelport.monitoring.logwriter import PredictionLog
 from modelport.serving import http
 from modelport.serving.dataplane import DataPlane
 from modelport.serving.fastpath import FastPath
 from modelport.serving.metrics import ServingMetrics
-from modelport.serving.routes import control, native, v2
+from modelport.serving.routes import control, feedback, native, v2, watch
 from modelport.serving.state import AppState
+from modelport.serving.watcher import Watcher
 from modelport.settings import Settings
 
 
@@ -38,17 +47,36 @@ def create_app(settings: Settings | None = None, *, client: Client | None = None
     settings = settings or Settings()
     client = client or Client(settings)
     metrics = ServingMetrics()
-    plane = DataPlane(
-        settings, client.registry, client.artifacts, batch_observer=metrics.batch_observer
+    prediction_log = (
+        PredictionLog(settings, settings.env, observer=metrics.log_observer())
+        if settings.log_sample_rate > 0
+        else None
     )
+    plane = DataPlane(
+        settings,
+        client.registry,
+        client.artifacts,
+        batch_observer=metrics.batch_observer,
+        prediction_log=prediction_log,
+    )
+    plane.pool.observer = metrics.pool_observer()
+    watcher = Watcher(client, metrics=metrics)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        await plane.start()
+        if prediction_log is not None:
+            prediction_log.start()
         try:
+            await plane.start()
+            watcher.start()
             yield
         finally:
-            await plane.stop()
+            try:
+                await watcher.stop()
+                await plane.stop()
+            finally:
+                if prediction_log is not None:
+                    await asyncio.to_thread(prediction_log.close)
 
     app = FastAPI(
         title="Modelport",
@@ -56,13 +84,20 @@ def create_app(settings: Settings | None = None, *, client: Client | None = None
         description="Model serving: native predict API, Open Inference Protocol V2, control API.",
         lifespan=lifespan,
     )
-    app.state.modelport = AppState(settings=settings, client=client, plane=plane)
+    app.state.modelport = AppState(
+        settings=settings,
+        client=client,
+        plane=plane,
+        labels=LabelStore(settings, registry=client.registry),
+    )
     app.add_exception_handler(ModelportError, http.modelport_error_handler)
     app.add_exception_handler(StarletteHTTPException, http.http_error_handler)
     app.add_exception_handler(RequestValidationError, http.validation_error_handler)
     app.include_router(native.router)
     app.include_router(v2.router)
     app.include_router(control.router)
+    app.include_router(feedback.router)
+    app.include_router(watch.router)
 
     @app.get("/metrics", tags=["metrics"], response_class=Response)
     def prometheus_metrics() -> Response:

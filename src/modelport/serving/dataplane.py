@@ -5,6 +5,9 @@ changes (a new version loads beside the old one and takes over only when ready, 
 no request fails during a swap), and answers predictions: validate against the
 signature, run the model off the event loop, return typed outputs. REST, the Open
 Inference Protocol routes and (later) batch and stream consumers all call it.
+
+With a `PredictionLog`, every answered or failed request of a served endpoint is
+recorded there (a reference append; the log writes from its own thread).
 """
 
 from __future__ import annotations
@@ -21,13 +24,15 @@ from typing import Any
 
 from modelport.artifacts import LocalArtifactStore
 from modelport.client import RuntimeKind, load_runtime, runtime_kind
-from modelport.errors import NotFound
+from modelport.errors import ModelportError, NotFound
+from modelport.monitoring.logwriter import PredictionLog
+from modelport.monitoring.records import new_prediction_ids
 from modelport.registry import Deployment, ModelVersion, Registry, ServingOptions
 from modelport.runtimes.base import Prediction, Runtime
 from modelport.serving.batcher import Batcher, BatchingConfig, BatchObserver, BatchStats
 from modelport.serving.pool import ModelPool, VersionKey
 from modelport.settings import Settings
-from modelport.signature import Table
+from modelport.signature import Columns, Table
 
 log = logging.getLogger(__name__)
 
@@ -74,17 +79,6 @@ class PredictResult:
     rows: int = field(default=0)
 
 
-_ROW_SUFFIXES = [f"-{i}" for i in range(1024)]
-
-
-def new_prediction_ids(n: int) -> list[str]:
-    """One id per row: 96 random bits for the request, then the row's index."""
-    request = os.urandom(12).hex()
-    if n <= len(_ROW_SUFFIXES):
-        return [request + suffix for suffix in _ROW_SUFFIXES[:n]]
-    return [f"{request}-{i}" for i in range(n)]
-
-
 class DataPlane:
     """Serve every endpoint of one environment."""
 
@@ -95,6 +89,7 @@ class DataPlane:
         artifacts: LocalArtifactStore,
         *,
         batch_observer: Callable[[str, ModelVersion], BatchObserver] | None = None,
+        prediction_log: PredictionLog | None = None,
     ) -> None:
         self.settings = settings
         self.env = settings.env
@@ -111,6 +106,8 @@ class DataPlane:
         self._closing: set[asyncio.Task[None]] = set()
         #: makes the per-batch callback for an endpoint's version (the metrics hook)
         self.batch_observer = batch_observer
+        #: where answered and failed requests are recorded; None: not recorded
+        self.prediction_log = prediction_log
 
     def _load(self, version: ModelVersion, kind: str) -> Runtime:
         return load_runtime(
@@ -245,27 +242,64 @@ class DataPlane:
     ) -> PredictResult:
         """Validate ``raw`` against the version's signature and predict."""
         started = time.perf_counter()
-        mv = await self.version_for(endpoint, version)
-        if isinstance(raw, Table):
-            columns = mv.signature.coerce_table(raw)
-        elif isinstance(raw, Mapping):
-            columns = mv.signature.coerce(raw)
-        else:
-            columns = mv.signature.coerce_matrix(raw)
-        state = self.endpoints[endpoint]
-        kind = state.kind(mv)
-        runtime = await self.pool.get(mv, self.settings.load_wait_seconds, kind)
-        batcher = self._batcher(endpoint, mv, kind, runtime, state.serving)
-        # The batcher turns a model's own exception into PredictionFailed, named after it.
-        prediction = await batcher.predict(columns)
+        try:
+            mv = await self.version_for(endpoint, version)
+        except ModelportError as exc:
+            self.log_failure(endpoint, exc, started=started)
+            raise
+        columns: Columns | None = None
+        try:
+            if isinstance(raw, Table):
+                columns = mv.signature.coerce_table(raw)
+            elif isinstance(raw, Mapping):
+                columns = mv.signature.coerce(raw)
+            else:
+                columns = mv.signature.coerce_matrix(raw)
+            state = self.endpoints[endpoint]
+            kind = state.kind(mv)
+            runtime = await self.pool.get(mv, self.settings.load_wait_seconds, kind)
+            batcher = self._batcher(endpoint, mv, kind, runtime, state.serving)
+            # The batcher turns a model's own exception into PredictionFailed, named after it.
+            prediction = await batcher.predict(columns)
+        except ModelportError as exc:
+            self.log_failure(endpoint, exc, version=mv, columns=columns, started=started)
+            raise
         n = len(next(iter(columns.values())))
+        ids = new_prediction_ids(n)
+        latency = time.perf_counter() - started
+        if self.prediction_log is not None:
+            self.prediction_log.record(
+                endpoint, mv, f"{mv.name}-v{mv.version}", ids, columns, prediction, latency
+            )
         return PredictResult(
             endpoint=endpoint,
             version=mv,
             prediction=prediction,
-            prediction_ids=new_prediction_ids(n),
-            latency_s=time.perf_counter() - started,
+            prediction_ids=ids,
+            latency_s=latency,
             rows=n,
+        )
+
+    def log_failure(
+        self,
+        endpoint: str,
+        exc: ModelportError,
+        *,
+        version: ModelVersion | None = None,
+        columns: Columns | None = None,
+        started: float | None = None,
+    ) -> None:
+        """Record a failed request in the prediction log, if the endpoint is served here.
+
+        Requests for endpoints this server does not serve are not recorded: request
+        paths must not create log partitions. ``started`` is the request's
+        ``time.perf_counter()`` at arrival.
+        """
+        if self.prediction_log is None or endpoint not in self.endpoints:
+            return
+        latency = time.perf_counter() - started if started is not None else 0.0
+        self.prediction_log.record_failure(
+            endpoint, exc, version=version, columns=columns, latency_s=latency
         )
 
     def _batcher(

@@ -1,14 +1,18 @@
 """The predict handlers, free of any web framework: bytes in, a `Reply` out.
 
 Both the fast ASGI path (`fastpath.FastPath`) and the documented FastAPI routes call
-these, so there is one implementation of each predict route.
+these, so there is one implementation of each predict route. A request that fails
+while its body is decoded is recorded in the prediction log here (through
+`DataPlane.log_failure`); the data plane records everything after that.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from modelport.errors import NotFound
+from modelport.errors import ModelportError, NotFound
+from modelport.registry import ModelVersion
 from modelport.serving.codecs import decode_csv, decode_json, encode_result, parse_json
 from modelport.serving.dataplane import DataPlane, PredictResult
 from modelport.serving.http import Reply, dumps
@@ -30,7 +34,12 @@ def version_number(version: str | None) -> int | None:
 
 async def native_predict(plane: DataPlane, endpoint: str, body: bytes, content_type: str) -> Reply:
     """``POST /v1/endpoints/{endpoint}/predict``: MLflow scoring JSON or CSV."""
-    raw = decode_csv(body) if "csv" in content_type else decode_json(parse_json(body))
+    started = time.perf_counter()
+    try:
+        raw = decode_csv(body) if "csv" in content_type else decode_json(parse_json(body))
+    except ModelportError as exc:
+        plane.log_failure(endpoint, exc, started=started)
+        raise
     result = await plane.predict(endpoint, raw)
     return Reply(encode_result(result), **_labels(result))
 
@@ -39,10 +48,16 @@ async def v2_infer(
     plane: DataPlane, name: str, version: str | None, body: bytes, json_length: str | None
 ) -> Reply:
     """``POST /v2/models/{name}[/versions/{version}]/infer``, JSON or binary tensors."""
-    split = header_length(json_length, len(body)) if json_length is not None else len(body)
-    payload = parse_json(body[:split])
-    mv = await plane.version_for(name, version_number(version))
-    raw = decode_infer(payload, mv, body[split:])
+    started = time.perf_counter()
+    mv: ModelVersion | None = None
+    try:
+        split = header_length(json_length, len(body)) if json_length is not None else len(body)
+        payload = parse_json(body[:split])
+        mv = await plane.version_for(name, version_number(version))
+        raw = decode_infer(payload, mv, body[split:])
+    except ModelportError as exc:
+        plane.log_failure(name, exc, version=mv, started=started)
+        raise
     result = await plane.predict(name, raw, version=mv.version)
     outputs, binary = encode_outputs(result.prediction, payload)
     answer: dict[str, Any] = {

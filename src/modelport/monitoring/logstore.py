@@ -1,0 +1,311 @@
+"""The prediction log read back: DuckDB over the Parquet segments, no server needed.
+
+Two views, ``predictions`` and ``labels``, cover every segment under
+``settings.logs_path`` (``endpoint`` and ``date`` come from the folder names). They
+exist, with their base columns, even before anything was written, so a query or a
+monitor never fails on an empty log.
+
+The per-endpoint readers (`tail`, `window`, `failures`, `traffic`) name only that
+endpoint's ``date=`` folders in the time range, select only the columns they need and
+leave filtering, ordering and limits to DuckDB, so a million rows answer in well under
+a second.
+
+Example::
+
+    store = LogStore(settings)
+    store.query("SELECT variant, count(*) FROM predictions GROUP BY variant")
+    store.traffic("fraud", since=datetime.now(UTC) - timedelta(minutes=5))
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import pyarrow as pa
+
+from modelport.errors import InvalidInput
+from modelport.monitoring.records import (
+    BASE_SCHEMA,
+    LABEL_SCHEMA,
+    OK,
+    endpoint_folder,
+    expire_partitions,
+)
+from modelport.settings import Settings
+from modelport.uri import NAME_PATTERN
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+_SQL_TYPES = {
+    pa.string(): "VARCHAR",
+    pa.int64(): "BIGINT",
+    pa.float64(): "DOUBLE",
+}
+_PARTITIONS = {"endpoint": "VARCHAR", "date": "DATE"}
+_FAILURE_COLUMNS = ["prediction_id", "ts", "status", "error", "model", "version"]
+
+
+def quote(name: str) -> str:
+    """A SQL identifier, quoted."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _timestamp(value: dt.datetime) -> str:
+    """A timezone-aware SQL timestamp (naive datetimes are taken as UTC)."""
+    aware = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    return f"TIMESTAMPTZ '{aware.astimezone(dt.UTC).isoformat()}'"
+
+
+def _empty(schema: pa.Schema, partitions: dict[str, str]) -> str:
+    """A SELECT with the schema's columns and no rows: the view before any file exists."""
+    typed = [f"NULL::{_SQL_TYPES.get(f.type, 'TIMESTAMPTZ')} AS {quote(f.name)}" for f in schema]
+    typed += [f"NULL::{t} AS {quote(n)}" for n, t in partitions.items()]
+    return f"SELECT {', '.join(typed)} WHERE false"
+
+
+def _read(patterns: list[str], partitions: dict[str, str]) -> str:
+    files = ", ".join(_literal(p) for p in patterns)
+    types = ", ".join(f"{quote(n)}: {t}" for n, t in partitions.items())
+    return (
+        f"SELECT * FROM read_parquet([{files}], hive_partitioning = true, "
+        f"union_by_name = true, hive_types = {{{types}}})"
+    )
+
+
+class LogStore:
+    """Read the prediction log (and labels) of ``settings.logs_path`` with DuckDB."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.root = settings.logs_path
+
+    # -- SQL -------------------------------------------------------------------
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB connection with the views ``predictions`` and ``labels``."""
+        con = _connection()
+        con.execute(f"CREATE VIEW predictions AS {self._predictions()}")
+        con.execute(f"CREATE VIEW labels AS {self._labels()}")
+        return con
+
+    def query(self, sql: str) -> pa.Table:
+        """Run ``sql`` over the views; the result as an Arrow table.
+
+        Raises `InvalidInput` with DuckDB's message when the SQL is wrong.
+        """
+        with self.connect() as con:
+            try:
+                relation = con.sql(sql)
+                return relation.to_arrow_table() if relation is not None else pa.table({})
+            except duckdb.Error as exc:
+                raise InvalidInput(
+                    f"the query failed: {exc}",
+                    hint="query the views predictions and labels, e.g. "
+                    "SELECT endpoint, status, count(*) FROM predictions GROUP BY ALL",
+                ) from None
+
+    def _predictions(self, endpoint: str | None = None, dates: list[str] | None = None) -> str:
+        """SQL for the prediction rows of one endpoint (or all) on some dates (or all)."""
+        base = self.root / "predictions"
+        if endpoint is None:
+            patterns = [base / "*" / "*" / "*.parquet"] if _any_file(base, "*/*/*.parquet") else []
+        else:
+            folder = endpoint_folder(self.root, _endpoint(endpoint))
+            days = dates if dates is not None else _dates(folder)
+            patterns = [
+                folder / f"date={day}" / "*.parquet"
+                for day in days
+                if _any_file(folder / f"date={day}", "*.parquet")
+            ]
+        if not patterns:
+            return _empty(BASE_SCHEMA, _PARTITIONS)
+        return _read([str(p) for p in patterns], _PARTITIONS)
+
+    def _labels(self) -> str:
+        base = self.root / "labels"
+        if not _any_file(base, "*/*.parquet"):
+            return _empty(LABEL_SCHEMA, {"date": "DATE"})
+        return _read([str(base / "*" / "*.parquet")], {"date": "DATE"})
+
+    # -- one endpoint ------------------------------------------------------------
+
+    def tail(self, endpoint: str, n: int = 20) -> pd.DataFrame:
+        """The last ``n`` rows of ``endpoint``, every column, oldest first."""
+        return self.window(endpoint, last=n, only_ok=False)
+
+    def window(
+        self,
+        endpoint: str,
+        *,
+        since: dt.datetime | None = None,
+        last: int | None = None,
+        columns: list[str] | None = None,
+        only_ok: bool = True,
+        version: int | None = None,
+    ) -> pd.DataFrame:
+        """The rows drift is computed on: the last ``last`` rows and/or those since
+        ``since``, of one ``version`` or all, oldest first.
+
+        ``columns`` picks columns (a name no segment has comes back all null); by
+        default every column.
+        """
+        where = []
+        if only_ok:
+            where.append(f"status = '{OK}'")
+        if since is not None:
+            where.append(f"ts >= {_timestamp(since)}")
+        if version is not None:
+            where.append(f"version = {int(version)}")
+        days = self._days(endpoint, since)
+        with _connection() as con:
+            if last is not None:
+                days, cutoff = self._newest(con, endpoint, days, where, last)
+                if cutoff is not None:  # row groups older than the cutoff are skipped
+                    where.append(f"ts >= {_timestamp(cutoff)}")
+            source = self._predictions(endpoint, days)
+            select = "*" if columns is None else _columns(con, source, columns)
+            sql = f"SELECT {select}, ts AS __ts FROM ({source}){_where(where)}"
+            if last is not None:
+                sql = f"SELECT * FROM ({sql} ORDER BY __ts DESC LIMIT {int(last)})"
+            frame = con.sql(f"SELECT * FROM ({sql}) ORDER BY __ts").df()
+        return frame.drop(columns="__ts")
+
+    def _days(self, endpoint: str, since: dt.datetime | None) -> list[str]:
+        """The endpoint's ``date=`` folders from ``since``'s day on (all without it)."""
+        days = _dates(endpoint_folder(self.root, _endpoint(endpoint)))
+        if since is None:
+            return days
+        first = _utc(since).date().isoformat()
+        return [d for d in days if d >= first]
+
+    def _newest(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        endpoint: str,
+        days: list[str],
+        where: list[str],
+        rows: int,
+    ) -> tuple[list[str], dt.datetime | None]:
+        """The fewest newest days that hold ``rows`` matching rows, and the time of the
+        oldest of those rows (None when there are fewer)."""
+        take = 1
+        while True:
+            chosen = days[-take:]
+            sql = (
+                f"SELECT ts FROM ({self._predictions(endpoint, chosen)}){_where(where)} "
+                f"ORDER BY ts DESC LIMIT 1 OFFSET {max(int(rows) - 1, 0)}"
+            )
+            found = con.sql(sql).fetchall()
+            if found or take >= len(days):
+                return chosen, found[0][0] if found else None
+            take *= 2
+
+    def failures(
+        self, endpoint: str, *, since: dt.datetime, limit: int = 5
+    ) -> list[dict[str, Any]]:
+        """The most recent failed requests since ``since`` (one row each), newest first."""
+        source = self._predictions(endpoint, self._days(endpoint, since))
+        names = ", ".join(quote(c) for c in _FAILURE_COLUMNS)
+        sql = (
+            f"SELECT {names} FROM ({source}) WHERE status <> '{OK}' "
+            f"AND ts >= {_timestamp(since)} AND ends_with(prediction_id, '-0') "
+            f"ORDER BY ts DESC LIMIT {int(limit)}"
+        )
+        with _connection() as con:
+            rows = con.sql(sql).fetchall()
+        return [dict(zip(_FAILURE_COLUMNS, row, strict=True)) for row in rows]
+
+    def traffic(
+        self, endpoint: str, *, since: dt.datetime, until: dt.datetime | None = None
+    ) -> dict[str, Any]:
+        """Requests, errors and latency of ``endpoint`` in ``[since, until)``.
+
+        ``requests`` and ``errors`` count logged requests; ``requests_per_s`` estimates
+        the real rate (logged requests / seconds / ``log_sample_rate``); ``p50_s`` and
+        ``p99_s`` are over answered requests (None when there were none), ``error_rate``
+        over all (None without requests).
+        """
+        until = until or dt.datetime.now(dt.UTC)
+        end = _utc(until).date().isoformat()
+        days = [d for d in self._days(endpoint, since) if d <= end]
+        sql = (
+            f"SELECT count(*), count(*) FILTER (WHERE status <> '{OK}'), "
+            f"quantile_cont(latency_s, 0.5) FILTER (WHERE status = '{OK}'), "
+            f"quantile_cont(latency_s, 0.99) FILTER (WHERE status = '{OK}') "
+            f"FROM ({self._predictions(endpoint, days)}) "
+            f"WHERE ts >= {_timestamp(since)} AND ts < {_timestamp(until)} "
+            "AND ends_with(prediction_id, '-0')"
+        )
+        with _connection() as con:
+            requests, errors, p50, p99 = con.sql(sql).fetchall()[0]
+        seconds = max((until - since).total_seconds(), 1e-9)
+        rate = self.settings.log_sample_rate
+        return {
+            "requests": int(requests),
+            "errors": int(errors),
+            "error_rate": errors / requests if requests else None,
+            "p50_s": p50,
+            "p99_s": p99,
+            "requests_per_s": requests / seconds / rate if rate > 0 else 0.0,
+            "since": _utc(since).isoformat(),
+            "until": _utc(until).isoformat(),
+        }
+
+    # -- housekeeping ------------------------------------------------------------
+
+    def apply_retention(self, now: dt.datetime | None = None) -> list[Path]:
+        """Delete date partitions older than ``log_retention_days``; what was removed."""
+        return expire_partitions(self.root, self.settings.log_retention_days, now)
+
+
+def _connection() -> duckdb.DuckDBPyConnection:
+    """An in-memory connection that shows times in UTC, as they are stored."""
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def _where(conditions: list[str]) -> str:
+    return " WHERE " + " AND ".join(conditions) if conditions else ""
+
+
+def _columns(con: duckdb.DuckDBPyConnection, source: str, columns: list[str]) -> str:
+    """A select list of ``columns``; one no segment has is selected as NULL."""
+    present = {row[0] for row in con.sql(f"DESCRIBE {source}").fetchall()}
+    names = [quote(c) if c in present else f"NULL AS {quote(c)}" for c in columns]
+    return ", ".join(names) or "NULL AS __none"
+
+
+def _endpoint(name: str) -> str:
+    """An endpoint name safe to put in a path and a glob."""
+    if not NAME_PATTERN.match(name):
+        raise InvalidInput(
+            f"{name!r} is not an endpoint name",
+            hint="names are letters, digits, '_', '.' and '-', starting with a letter or digit",
+        )
+    return name
+
+
+def _dates(folder: Path) -> list[str]:
+    """``YYYY-MM-DD`` of every ``date=`` folder under ``folder``, oldest first."""
+    if not folder.is_dir():
+        return []
+    return sorted(p.name.removeprefix("date=") for p in folder.glob("date=*") if p.is_dir())
+
+
+def _any_file(folder: Path, pattern: str) -> bool:
+    found: Iterator[Path] = folder.glob(pattern) if folder.is_dir() else iter(())
+    return next(found, None) is not None
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
