@@ -24,15 +24,17 @@ Example (``modelport.yaml``)::
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from modelport.alerting.routing import AlertingConfig, ReceiverConfig
 from modelport.alerting.rules import SIGNALS, AlertRule, effective_rules
 from modelport.errors import InvalidConfig, NotFound
-from modelport.monitoring.drift import ColumnThreshold
 from modelport.registry.watching import WatchStore
+
+if TYPE_CHECKING:
+    from modelport.monitoring.drift import ColumnThreshold
 
 #: The registry document that holds the applied ``alerting:`` section.
 DOCUMENT = "alerting"
@@ -96,6 +98,8 @@ class WatchConfig:
         return receivers[name]
 
     def thresholds(self) -> dict[str, ColumnThreshold]:
+        from modelport.monitoring.drift import ColumnThreshold
+
         return {
             column: ColumnThreshold(
                 method=t.method, threshold=t.threshold, psi_threshold=t.psi_threshold

@@ -26,7 +26,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from modelport import __version__
 from modelport.client import Client
 from modelport.errors import ModelportError
-from modelport.monitoring.labels import LabelStore
 from modelport.monitoring.logwriter import PredictionLog
 from modelport.serving import http
 from modelport.serving.dataplane import DataPlane
@@ -88,7 +87,7 @@ def create_app(settings: Settings | None = None, *, client: Client | None = None
         settings=settings,
         client=client,
         plane=plane,
-        labels=LabelStore(settings, registry=client.registry),
+        lazy_labels=True,
     )
     app.add_exception_handler(ModelportError, http.modelport_error_handler)
     app.add_exception_handler(StarletteHTTPException, http.http_error_handler)

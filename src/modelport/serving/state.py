@@ -22,6 +22,16 @@ class AppState:
     plane: DataPlane
     #: Delayed labels (``POST /v1/feedback``); None on a server that takes none.
     labels: LabelStore | None = None
+    #: Build `labels` on first use: a worker that never takes a label never imports
+    #: what the store needs (pandas, DuckDB).
+    lazy_labels: bool = False
+
+    def label_store(self) -> LabelStore | None:
+        if self.labels is None and self.lazy_labels:
+            from modelport.monitoring.labels import LabelStore
+
+            self.labels = LabelStore(self.settings, registry=self.client.registry)
+        return self.labels
 
 
 def app_state(request: Request) -> AppState:

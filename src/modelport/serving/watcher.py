@@ -4,7 +4,9 @@ Every ``monitor_interval_seconds`` one process per environment (whoever holds th
 ``watch/<environment>`` lease in the registry database, among workers and replicas)
 runs the monitor on each endpoint, keeps the report, sets the monitoring gauges and
 evaluates the alert rules. The others wait; when the holder stops, its lease runs out
-and another takes over. Nothing here is on the request path.
+and another takes over. Nothing here is on the request path, and only the holder
+loads what monitoring needs (pandas, SciPy, DuckDB): a worker that only predicts
+stays small.
 """
 
 from __future__ import annotations
@@ -15,16 +17,17 @@ import logging
 import os
 import socket
 from datetime import UTC, datetime
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
-from modelport.alerting.engine import AlertEngine, Evaluation
 from modelport.client import Client
 from modelport.errors import ModelportError
-from modelport.monitoring.labels import LabelStore
-from modelport.monitoring.logstore import LogStore
-from modelport.monitoring.monitor import Monitor
 from modelport.registry.watching import WatchStore
 from modelport.serving.metrics import ServingMetrics
+
+if TYPE_CHECKING:
+    from modelport.alerting.engine import AlertEngine, Evaluation
+    from modelport.monitoring.monitor import Monitor
 
 log = logging.getLogger(__name__)
 
@@ -39,20 +42,31 @@ class Watcher:
         self.interval = settings.monitor_interval_seconds
         self.metrics = metrics
         self.watch = WatchStore(client.registry.engine)
-        self.logs = LogStore(settings)
-        self.monitor = Monitor(
-            client, logs=self.logs, labels=LabelStore(settings, registry=client.registry)
-        )
-        self.engine = AlertEngine(
-            client.registry,
-            self.watch,
-            self.logs,
-            environment=settings.env,
-            base_url=settings.base_url,
-        )
         self.holder = f"{socket.gethostname()}-{os.getpid()}"
         self.lease = f"watch/{settings.env}"
         self._task: asyncio.Task[None] | None = None
+
+    @cached_property
+    def monitor(self) -> Monitor:
+        from modelport.monitoring.labels import LabelStore
+        from modelport.monitoring.logstore import LogStore
+        from modelport.monitoring.monitor import Monitor
+
+        settings = self.client.settings
+        labels = LabelStore(settings, registry=self.client.registry)
+        return Monitor(self.client, logs=LogStore(settings), labels=labels)
+
+    @cached_property
+    def engine(self) -> AlertEngine:
+        from modelport.alerting.engine import AlertEngine
+
+        return AlertEngine(
+            self.client.registry,
+            self.watch,
+            self.monitor.logs,
+            environment=self.environment,
+            base_url=self.client.settings.base_url,
+        )
 
     def start(self) -> None:
         if self.interval > 0:
@@ -64,7 +78,8 @@ class Watcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             await asyncio.to_thread(self.watch.release_lease, self.lease, self.holder)
-        await asyncio.to_thread(self.engine.close)
+        if "engine" in self.__dict__:  # built only by a process that held the lease
+            await asyncio.to_thread(self.engine.close)
 
     async def _run(self) -> None:
         while True:

@@ -17,16 +17,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from modelport.errors import InvalidInput, PayloadTooLarge, Unavailable
-from modelport.monitoring.labels import LabelStore, parse_time
 from modelport.serving.codecs import parse_json
 from modelport.serving.http import json_response, read_body
 from modelport.serving.state import app_state
+
+if TYPE_CHECKING:
+    from modelport.monitoring.labels import LabelStore
 
 router = APIRouter(prefix="/v1", tags=["feedback"])
 
@@ -145,7 +147,7 @@ def _label(value: Any, where: str) -> Any:
 
 
 def _store(request: Request) -> LabelStore:
-    store = app_state(request).labels
+    store = app_state(request).label_store()
     if store is None:
         raise Unavailable(
             "this server does not take labels",
@@ -180,6 +182,8 @@ async def performance(
     """Accuracy (classifiers) or error (regressors) per model version, from labels."""
     store = _store(request)
     now = datetime.now(UTC)
+    from modelport.monitoring.labels import parse_time
+
     start = parse_time(since, now=now) if since else None
     end = parse_time(until, now=now) if until else None
     rows = await asyncio.to_thread(

@@ -6,19 +6,25 @@ Off the hot path; each calls `modelport.watching.Watching`, as the CLI does.
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from modelport.serving.http import json_response
 from modelport.serving.state import app_state
-from modelport.watching import Watching
+
+if TYPE_CHECKING:
+    from modelport.watching import Watching
 
 router = APIRouter(prefix="/v1", tags=["monitoring"])
 
 
 def _watching(request: Request) -> Watching:
+    # Imported here: monitoring needs pandas, SciPy and DuckDB, which workers that only
+    # predict never load.
+    from modelport.watching import Watching
+
     return Watching(app_state(request).client)
 
 
