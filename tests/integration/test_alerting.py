@@ -142,8 +142,9 @@ def test_drift_fires_one_alert_with_a_diagnosis_and_resolves(
     # A fresh sample of the training distribution: measured, and no alarm.
     send(server, rows(400, seed=1))
     report = wait_for(
-        lambda: (r := httpx.get(f"{server.url}/v1/endpoints/clf/monitor").json())["rows"] >= 400
-        and r,
+        lambda: (
+            (r := httpx.get(f"{server.url}/v1/endpoints/clf/monitor").json())["rows"] >= 400 and r
+        ),
         what="the logged predictions",
     )
     assert all(c["psi"] < 0.2 for c in report["drift"]["columns"]), report["drift"]
@@ -183,7 +184,9 @@ def test_drift_fires_one_alert_with_a_diagnosis_and_resolves(
     home = ["--home", str(settings.home), "--json"]
     listed = json.loads(runner.invoke(cli, [*home, "incidents", "list"]).stdout)
     assert [i["status"] for i in listed] == ["resolved"]
-    shown = json.loads(runner.invoke(cli, [*home, "incidents", "show", str(listed[0]["id"])]).stdout)
+    shown = json.loads(
+        runner.invoke(cli, [*home, "incidents", "show", str(listed[0]["id"])]).stdout
+    )
     assert shown["diagnosis"]["drifted_columns"][0]["column"] == "a"
     assert {(n["receiver"], n["status"], n["ok"]) for n in shown["notifications"]} == {
         ("hook", "firing", True),
