@@ -65,11 +65,13 @@ def create_app(settings: Settings | None = None, *, client: Client | None = None
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if prediction_log is not None:
             prediction_log.start()
+        publisher = asyncio.get_running_loop().create_task(metrics.publish_every())
         try:
             await plane.start()
             watcher.start()
             yield
         finally:
+            publisher.cancel()
             try:
                 await watcher.stop()
                 await plane.stop()

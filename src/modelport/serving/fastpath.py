@@ -14,13 +14,13 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Histogram
 
 from modelport import errors
 from modelport.serving import handlers
 from modelport.serving.dataplane import DataPlane
 from modelport.serving.http import Message, Receive, Reply, dumps, error_reply, read_limited
-from modelport.serving.metrics import ServingMetrics
+from modelport.serving.metrics import LiveCount, ServingMetrics
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class FastPath:
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics
         self._children: dict[_AnswerKey, _Children] = {}
-        self._in_flight: dict[str, Gauge] = {}
+        self._in_flight: dict[str, LiveCount] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         target = (
@@ -94,12 +94,12 @@ class FastPath:
         in_flight = self._in_flight.get(target[1])
         if in_flight is None:
             in_flight = self._in_flight_gauge(target[1])
-        in_flight.inc()
+        in_flight.value += 1
         try:
             reply = await self._answer(target, scope, receive)
             await send_reply(send, reply)
         finally:
-            in_flight.dec()
+            in_flight.value -= 1
         endpoint = target[1] if reply.status != 404 else UNKNOWN
         self._observe(endpoint, reply, time.perf_counter() - started)
 
@@ -114,13 +114,15 @@ class FastPath:
             log.exception("unexpected error on %s", scope["path"])
             return _INTERNAL
 
-    def _in_flight_gauge(self, endpoint: str) -> Gauge:
+    def _in_flight_gauge(self, endpoint: str) -> LiveCount:
         """The in-flight child of a served endpoint, or of ``-`` (not cached by name)."""
         if endpoint not in self.plane.endpoints:
             endpoint = UNKNOWN
         gauge = self._in_flight.get(endpoint)
         if gauge is None:
-            gauge = self._in_flight[endpoint] = self.metrics.in_flight.labels(endpoint)
+            gauge = self._in_flight[endpoint] = self.metrics.live(
+                self.metrics.in_flight.labels(endpoint)
+            )
         return gauge
 
     def _observe(self, endpoint: str, reply: Reply, seconds: float) -> None:

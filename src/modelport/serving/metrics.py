@@ -53,6 +53,7 @@ value could not be computed; ``series`` is endpoint, model, version, column):
 
 from __future__ import annotations
 
+import asyncio
 import glob
 import math
 import os
@@ -73,6 +74,8 @@ from modelport.registry import ModelVersion
 from modelport.serving.batcher import BatchObserver
 from modelport.serving.pool import PoolObserver, Slot, State
 
+#: How often live counts (in flight, queued) are written to their gauges.
+PUBLISH_SECONDS = 0.5
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 MODEL_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
@@ -231,6 +234,7 @@ class ServingMetrics:
             "Unix time of the monitor's last run for the endpoint.",
             ["endpoint"],
         )
+        self._live: list[LiveCount] = []
         self._firing: set[tuple[str, str, str]] = set()
         self._alerts_lock = threading.Lock()
 
@@ -356,8 +360,26 @@ class ServingMetrics:
 
     # -- exposition ----------------------------------------------------------------
 
+    def live(self, child: Gauge) -> LiveCount:
+        """A count kept in memory and published to ``child`` (see `LiveCount`)."""
+        count = LiveCount(child)
+        self._live.append(count)
+        return count
+
+    def publish(self) -> None:
+        """Write every live count to its gauge."""
+        for count in list(self._live):
+            count.publish()
+
+    async def publish_every(self, seconds: float = PUBLISH_SECONDS) -> None:
+        """Publish live counts until cancelled (the app runs this for its lifetime)."""
+        while True:
+            await asyncio.sleep(seconds)
+            self.publish()
+
     def exposition(self) -> tuple[bytes, str]:
         """The text exposition for ``/metrics``: every worker's samples when multiprocess."""
+        self.publish()
         directory = multiprocess_dir()
         if directory is None:
             return generate_latest(self.registry), CONTENT_TYPE_LATEST
@@ -369,6 +391,28 @@ class ServingMetrics:
         return generate_latest(combined), CONTENT_TYPE_LATEST
 
 
+class LiveCount:
+    """A gauge counted as a plain integer on the request path.
+
+    In multi-process mode every gauge write is an mmap write under a lock, too dear
+    twice per request; `ServingMetrics.publish` copies the count to its gauge every
+    `PUBLISH_SECONDS` and before each scrape answered by this process.
+    """
+
+    __slots__ = ("child", "shown", "value")
+
+    def __init__(self, child: Gauge) -> None:
+        self.child = child
+        self.value = 0
+        self.shown = 0
+
+    def publish(self) -> None:
+        value = self.value
+        if value != self.shown:
+            self.child.set(value)
+            self.shown = value
+
+
 class _BatchMetrics:
     """A batcher's `BatchObserver`: its label children, resolved once."""
 
@@ -378,7 +422,7 @@ class _BatchMetrics:
         self._sizes = metrics.batch_size.labels(*labels)
         self._waits = metrics.queue_wait.labels(*labels)
         self._model = metrics.model_duration.labels(*labels)
-        self._queued = metrics.queued.labels(*labels)
+        self._queued = metrics.live(metrics.queued.labels(*labels))
 
     def batch(self, rows: int, queue_waits: Sequence[float], model_seconds: float) -> None:
         self._sizes.observe(rows)
@@ -387,7 +431,7 @@ class _BatchMetrics:
             self._waits.observe(wait)
 
     def queued(self, change: int) -> None:
-        self._queued.inc(change)
+        self._queued.value += change
 
 
 def _value(value: float | None) -> float:

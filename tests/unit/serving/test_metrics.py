@@ -52,6 +52,8 @@ def labels(**values: str) -> tuple[tuple[str, str], ...]:
 
 
 def value(metrics: ServingMetrics, name: str, **label_values: str) -> float | None:
+    """A sample as a scrape would see it (live counts are published first)."""
+    metrics.publish()
     return metrics.registry.get_sample_value(name, label_values)
 
 
