@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,14 +36,22 @@ class LiveServer:
         return self.log.read_text(errors="replace")
 
 
+#: How a test runs the ``modelport`` command.
+MODELPORT = (sys.executable, "-m", "modelport.cli.main")
+
+
 def start_server(
-    env: dict[str, str], log: Path, *args: str, port: int | None = None, timeout: float = 60
+    env: dict[str, str],
+    log: Path,
+    *args: str,
+    port: int | None = None,
+    timeout: float = 60,
+    command: Sequence[str] = MODELPORT,
 ) -> LiveServer:
+    """``modelport serve`` on a free port (``command`` runs it), once it is ready."""
     port = port or free_port()
     cmd = [
-        sys.executable,
-        "-m",
-        "modelport.cli.main",
+        *command,
         "serve",
         "--host",
         "127.0.0.1",

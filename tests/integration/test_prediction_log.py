@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -22,7 +21,7 @@ from modelport.cli.main import app as cli
 from modelport.client import Client
 from modelport.monitoring.logstore import LogStore
 from modelport.settings import Settings
-from tests.integration.conftest import LiveServer, free_port, start_server, stop_server
+from tests.integration.conftest import LiveServer, start_server, stop_server
 
 ROW = {"a": 0.5, "b": -1.0, "c": 0.2, "d": 1.0}
 COLUMNS = list(ROW)
@@ -56,26 +55,9 @@ def servers() -> Iterator[list[LiveServer]]:
         stop_server(server)
 
 
-def start_limited(env: dict[str, str], log: Path, limit: int, timeout: float = 60) -> LiveServer:
+def start_limited(env: dict[str, str], log: Path, limit: int) -> LiveServer:
     """`start_server`, with every file the server writes limited to ``limit`` bytes."""
-    port = free_port()
-    cmd = [sys.executable, "-c", LIMITED, str(limit), "serve", "--host", "127.0.0.1"]
-    cmd += ["--port", str(port), "--log-level", "warning"]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
-    server = LiveServer(f"http://127.0.0.1:{port}", port, proc, log)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}:\n{server.output()}")
-        try:
-            if httpx.get(f"{server.url}/v2/health/ready", timeout=1).status_code == 200:
-                return server
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError(f"server not ready after {timeout}s:\n{server.output()}")
+    return start_server(env, log, command=[sys.executable, "-c", LIMITED, str(limit)])
 
 
 def predict(server: LiveServer, rows: int = 1, endpoint: str = "clf") -> httpx.Response:
