@@ -19,6 +19,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from modelport.client import Client
+from modelport.serving.metrics import PUBLISH_SECONDS
 from tests.integration.conftest import LiveServer, start_server, stop_server
 from tests.integration.test_workers import workers_of
 
@@ -93,6 +94,9 @@ def answered_by_worker(server: LiveServer, settings_home: Path) -> dict[int, flo
 
 
 def assert_exact(server: LiveServer, ok: int, bad: int) -> None:
+    # Live counts (in flight, queued) reach their gauges every PUBLISH_SECONDS; a worker
+    # that did not answer the scrape shows what it published last.
+    time.sleep(2 * PUBLISH_SECONDS)
     for _ in range(6):  # several scrapes, answered by either worker
         found = scrape(server)
         assert found["modelport_requests_total"] == ok
