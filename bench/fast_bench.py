@@ -413,6 +413,29 @@ def versions() -> dict[str, str]:
     return found
 
 
+def report_header(timing: Any) -> dict[str, Any]:
+    """What every benchmark report starts with: when, where, with what."""
+    return {
+        "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_average": os.getloadavg(),
+        "versions": versions(),
+        "argv": sys.argv[1:],
+        "timing": vars(timing),
+    }
+
+
+def write_report(report: dict[str, Any], out: Path, begun: float) -> None:
+    """Finish ``report`` (wall time), write it as JSON to ``out`` and print its table."""
+    report["wall_s"] = time.monotonic() - begun
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(report["markdown"])
+    print(f"\nwall time {report['wall_s']:.0f} s; wrote {out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--duration", type=int, default=15, help="seconds measured per point")
@@ -433,26 +456,14 @@ def main() -> None:
         workdir = Path(tmp)
         models, home = prepare_models(workdir)
         blocks = run_all(models, home, write_bodies(workdir), timing, mp_workers)
-    report: dict[str, Any] = {
-        "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "load_average": os.getloadavg(),
-        "versions": versions(),
-        "argv": sys.argv[1:],
-        "timing": vars(timing),
+    report = report_header(timing) | {
         "workers": {"baselines": WORKERS, "modelport": mp_workers},
         "agreement_max_abs_diff": agreement(blocks),
         "blocks": blocks,
     }
     report["targets"] = targets(blocks, mp_workers)
     report["markdown"] = markdown(report)
-    report["wall_s"] = time.monotonic() - begun
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(report["markdown"])
-    print(f"\nwall time {report['wall_s']:.0f} s; wrote {args.out}")
+    write_report(report, args.out, begun)
 
 
 if __name__ == "__main__":

@@ -20,10 +20,7 @@ Run: ``python bench/log_bench.py [--duration S] [--rounds N] [--quick]`` (needs 
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
-import platform
 import re
 import shutil
 import signal
@@ -37,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fast_bench import INSTALL_WRK, WORKERS, figures, versions, wrk
+from fast_bench import INSTALL_WRK, WORKERS, figures, report_header, write_report, wrk
 from serve_bench import free_port, prepare, stop, wait_ready, write_bodies
 
 from modelport.monitoring.logstore import LogStore
@@ -229,24 +226,9 @@ def main() -> None:
                 print(f"-- round {r + 1}: {mode}", file=sys.stderr, flush=True)
                 logs = workdir / f"logs-{r}-{mode.replace(' ', '-')}"
                 blocks.append({"round": r, **run_block(mode, home, logs, bodies, timing)})
-    report: dict[str, Any] = {
-        "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "load_average": os.getloadavg(),
-        "versions": versions(),
-        "argv": sys.argv[1:],
-        "timing": vars(timing),
-        "blocks": blocks,
-        "summary": summary(blocks),
-    }
+    report = report_header(timing) | {"blocks": blocks, "summary": summary(blocks)}
     report["markdown"] = markdown(report)
-    report["wall_s"] = time.monotonic() - begun
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(report["markdown"])
-    print(f"\nwall time {report['wall_s']:.0f} s; wrote {args.out}")
+    write_report(report, args.out, begun)
 
 
 if __name__ == "__main__":

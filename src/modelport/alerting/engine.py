@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from modelport.alerting.diagnosis import Diagnoser
-from modelport.alerting.model import Alert, Notification
+from modelport.alerting.model import SEVERITY_ORDER, Alert, Notification
 from modelport.alerting.notifiers import DeliveryAttempt, Notifier, build_notifier, deliver
 from modelport.alerting.routing import resolve_routes
 from modelport.alerting.rules import AlertRule, EndpointSignals, signal_value
@@ -219,9 +219,6 @@ class AlertEngine:
         self, group: _Group, state: AlertGroupState | None, config: WatchConfig, now: datetime
     ) -> Notification | None:
         fingerprints = sorted(a.fingerprint for a in group.alerts)
-        if state is not None and state.status == "resolved":
-            self.watch.forget_group(state)
-            state = None
         first_seen = state.first_seen_at if state is not None else now
         if state is None or state.status == "pending":
             if (now - first_seen).total_seconds() < group.group_wait:
@@ -250,21 +247,8 @@ class AlertEngine:
     def _resolved(
         self, state: AlertGroupState, config: WatchConfig, now: datetime
     ) -> Notification | None:
-        if state.status != "firing":
-            self.watch.forget_group(state)
-            return None
-        won = self.watch.claim_group(
-            state,
-            environment=self.environment,
-            group_key=state.group_key,
-            receiver=state.receiver,
-            incident_id=state.incident_id,
-            status="resolved",
-            alerts=state.alerts,
-            first_seen_at=state.first_seen_at,
-            notified_at=now,
-        )
-        if not won:
+        # Removing the row is the compare-and-set: whoever removes it sends the notice.
+        if not self.watch.forget_group(state) or state.status != "firing":
             return None
         incident = None
         if state.incident_id is not None:
@@ -285,9 +269,6 @@ class AlertEngine:
             group_interval=0,
             repeat_interval=0,
             alerts=alerts,
-        )
-        self.watch.forget_group(
-            AlertGroupState(**(state.__dict__ | {"generation": state.generation + 1}))
         )
         return self._notify(state.receiver, "resolved", group, state.incident_id, config)
 
@@ -393,8 +374,6 @@ _INCIDENT_LABELS = ("environment", "endpoint", "model", "version", "owner", "tea
 
 
 def _rank(severity: str) -> int:
-    from modelport.alerting.model import SEVERITY_ORDER
-
     return SEVERITY_ORDER.get(severity, 0)
 
 

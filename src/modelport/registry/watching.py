@@ -371,16 +371,19 @@ class WatchStore:
         except IntegrityError:
             return False
 
-    def forget_group(self, state: AlertGroupState) -> None:
-        """Drop a resolved group's row so its next activation starts afresh."""
+    def forget_group(self, state: AlertGroupState) -> bool:
+        """Drop a group's row if nobody changed it since ``state`` was read, so its next
+        activation starts afresh. True means this caller removed it (and alone says so)."""
         g = t.alert_groups.c
         with self.engine.begin() as conn:
-            conn.execute(
-                t.alert_groups.delete().where(
-                    g.environment == state.environment,
-                    g.group_key == state.group_key,
-                    g.generation == state.generation,
-                )
+            return bool(
+                conn.execute(
+                    t.alert_groups.delete().where(
+                        g.environment == state.environment,
+                        g.group_key == state.group_key,
+                        g.generation == state.generation,
+                    )
+                ).rowcount
             )
 
     # -- notification attempts -----------------------------------------------
