@@ -438,7 +438,7 @@ class PredictionLog:
 def warm_up(environment: str) -> None:
     """Build and write one row in memory: pyarrow's first-use costs, paid at start."""
     outputs = {"y": np.zeros(1), "p": np.zeros((1, 2))}
-    one = entry("-", None, ["0-0"], {"x": np.zeros(1)}, outputs, 0.0)
+    one = entry("-", None, _new_ids(1), {"x": np.zeros(1)}, outputs, 0.0)
     for table in build_tables([one], environment, {}).tables:
         write_parquet(table, pa.BufferOutputStream())
 

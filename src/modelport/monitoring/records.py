@@ -26,7 +26,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from operator import itemgetter
@@ -38,6 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from modelport.monitoring import arrays
 from modelport.signature import Columns, Table
 
 INPUT_PREFIX = "in_"
@@ -97,6 +98,11 @@ def new_prediction_ids(n: int) -> list[str]:
     return [f"{request}-{i}" for i in range(n)]
 
 
+def request_of(prediction_id: str) -> str:
+    """The request part of a prediction id: ``"9f...e1-3"`` -> ``"9f...e1"``."""
+    return prediction_id.rpartition("-")[0]
+
+
 def label_text(value: Any) -> str:
     """The canonical text of a class label or value, so predictions and labels compare.
 
@@ -147,7 +153,8 @@ Entry = tuple[
     float,  # TS: Unix time of the answer
     str,  # ENDPOINT
     "str | None",  # VARIANT: "model-vN" (None: failed before a model was chosen)
-    tuple[str, ...],  # IDS: one prediction id per row
+    str,  # REQUEST: the request's id (its rows' prediction ids are REQUEST-0, REQUEST-1, ...)
+    int,  # ROWS: how many rows it has
     "tuple[str, ...] | None",  # INPUT_NAMES
     "Arrays | None",  # INPUTS
     "tuple[str, ...] | None",  # OUTPUT_NAMES
@@ -159,14 +166,15 @@ Entry = tuple[
 TS: Final = 0
 ENDPOINT: Final = 1
 VARIANT: Final = 2
-IDS: Final = 3
-INPUT_NAMES: Final = 4
-INPUTS: Final = 5
-OUTPUT_NAMES: Final = 6
-OUTPUTS: Final = 7
-LATENCY: Final = 8
-STATUS: Final = 9
-ERROR: Final = 10
+REQUEST: Final = 3
+ROWS: Final = 4
+INPUT_NAMES: Final = 5
+INPUTS: Final = 6
+OUTPUT_NAMES: Final = 7
+OUTPUTS: Final = 8
+LATENCY: Final = 9
+STATUS: Final = 10
+ERROR: Final = 11
 
 
 def entry(
@@ -189,7 +197,8 @@ def entry(
         time.time(),
         endpoint,
         variant,
-        tuple(prediction_ids),
+        request_of(prediction_ids[0]),
+        len(prediction_ids),
         tuple(columns) if columns is not None else None,
         inputs,
         tuple(outputs) if outputs is not None else None,
@@ -210,12 +219,12 @@ class Batch:
 
     @property
     def rejected_rows(self) -> int:
-        return sum(len(entry[IDS]) for entry, _ in self.rejected)
+        return sum(entry[ROWS] for entry, _ in self.rejected)
 
 
 def rows_of(entries: Sequence[Entry]) -> int:
     """How many rows ``entries`` log."""
-    return sum(map(len, map(itemgetter(IDS), entries)))
+    return sum(map(itemgetter(ROWS), entries))
 
 
 def build_tables(entries: Sequence[Entry], environment: str, models: Models) -> Batch:
@@ -266,44 +275,65 @@ def _groups(entries: Sequence[Entry]) -> list[Sequence[Entry]]:
 def _build(entries: Sequence[Entry], environment: str, models: Models) -> pa.Table:
     """Entries with the same input and output names -> one table."""
     first, size = entries[0], len(entries)
-    ts, _, _, ids, input_names, inputs, output_names, outputs, latency, _, errors = zip(
+    ts, _, _, requests, sizes, input_names, inputs, output_names, outputs, latency, _, errors = zip(
         *entries, strict=True
     )
-    counts = np.fromiter(map(len, ids), np.int64, size)
+    counts = np.fromiter(sizes, np.int64, size)
     rows = int(counts.sum())
     stamps, seconds = np.array(ts, np.float64), np.array(latency, np.float64)
-    if rows != size:
+    request_ids = arrays.strings(requests)
+    owners: pa.Array | None = None
+    if not (counts == 1).all():
         stamps, seconds = np.repeat(stamps, counts), np.repeat(seconds, counts)
-    id_array = pa.array(list(chain.from_iterable(ids)), pa.string())
+        owners = arrays.numbers(np.repeat(np.arange(size), counts))
+        request_ids = request_ids.take(owners)
     variant = first[VARIANT]
     model, version = models[variant] if variant is not None else (None, None)
     columns: dict[str, pa.Array] = {
-        "prediction_id": id_array,
-        "request_id": pc.utf8_slice_codeunits(id_array, 0, REQUEST_ID_CHARS),
-        "ts": pa.array((stamps * 1_000_000).astype(np.int64), TIMESTAMP),
-        "environment": _constant(environment, rows, pa.string()),
-        "model": _constant(model, rows, pa.string()),
-        "version": _constant(version, rows, pa.int64()),
-        "variant": _constant(variant, rows, pa.string()),
-        "status": _constant(first[STATUS], rows, pa.string()),
+        "prediction_id": _prediction_ids(request_ids, counts),
+        "request_id": request_ids,
+        "ts": arrays.timestamps((stamps * 1_000_000).astype(np.int64), TIMESTAMP),
+        "environment": arrays.repeated(environment, rows),
+        "model": arrays.repeated(model, rows),
+        "version": arrays.repeated(version, rows, pa.int64()),
+        "variant": arrays.repeated(variant, rows),
+        "status": arrays.repeated(first[STATUS], rows),
         "error": (
             pa.nulls(rows, pa.string())
             if first[ERROR] is None
-            else pa.array(np.repeat(np.array(errors, object), counts), pa.string())
+            else arrays.strings(errors)
+            if owners is None
+            else arrays.strings(errors).take(owners)
         ),
-        "latency_s": pa.array(seconds),
+        "latency_s": arrays.numbers(seconds),
     }
     if first[INPUTS] is not None:
         for name, values in _concat(input_names, inputs).items():
-            columns[input_column(name)] = _input_array(values)
+            columns[input_column(name)] = arrays.values(arrays.wide(values))
     if first[OUTPUTS] is not None:
         for name, values in _concat(output_names, outputs).items():
             columns[output_column(name)] = _output_array(values)
     return pa.table(columns)
 
 
-def _constant(value: Any, rows: int, type: pa.DataType) -> pa.Array:
-    return pa.repeat(pa.scalar(value, type), rows)
+def _prediction_ids(request_ids: pa.Array, counts: np.ndarray) -> pa.Array:
+    """``{request id}-{row index}`` for every row, joined in Arrow (no Python strings)."""
+    largest = int(counts.max())
+    suffixes = _SUFFIXES if largest <= len(_ROW_SUFFIXES) else _suffixes(largest)
+    if largest == 1 and len(counts) == len(request_ids):  # one row per request
+        index = np.zeros(len(counts), np.int64)
+    else:
+        index = np.arange(len(request_ids)) - np.repeat(np.cumsum(counts) - counts, counts)
+    return pc.binary_join_element_wise(request_ids, suffixes.take(arrays.numbers(index)), _EMPTY)
+
+
+def _suffixes(n: int) -> pa.Array:
+    return arrays.strings([f"-{i}" for i in range(n)])
+
+
+_SUFFIXES = _suffixes(len(_ROW_SUFFIXES))
+#: The separator, as a scalar taken from an array: ``pa.scalar`` would import pandas.
+_EMPTY = arrays.strings([""])[0]
 
 
 def _concat(names: Sequence[tuple[str, ...]], parts: Sequence[Arrays]) -> dict[str, np.ndarray]:
@@ -318,42 +348,9 @@ def _concat(names: Sequence[tuple[str, ...]], parts: Sequence[Arrays]) -> dict[s
     return {name: np.concatenate(list(map(itemgetter(i), columns))) for i, name in enumerate(first)}
 
 
-def _input_array(values: np.ndarray) -> pa.Array:
-    """An input column as stored: float64, int64, bool or string; missing values null."""
-    kind = values.dtype.kind
-    if kind == "f":
-        values = np.ascontiguousarray(values, dtype=np.float64)
-        return (
-            pa.array(values, mask=np.isnan(values)) if np.isnan(values).any() else pa.array(values)
-        )
-    if kind in "iu":
-        return pa.array(np.ascontiguousarray(values, dtype=np.int64))
-    if kind == "b":
-        return pa.array(np.ascontiguousarray(values))
-    return pa.array(_texts(values), pa.string())
-
-
 def _output_array(values: np.ndarray) -> pa.Array:
-    """A 1-D output keeps its type; a 2-D one (probabilities) becomes list<float64>."""
-    if values.ndim <= 1:
-        if values.dtype.kind in "OUS":
-            return pa.array(values, from_pandas=True)
-        return pa.array(np.ascontiguousarray(values))
-    flat = values.reshape(len(values), -1)
-    width = flat.shape[1]
-    offsets = pa.array(np.arange(0, flat.size + 1, width, dtype=np.int32))
-    if flat.dtype.kind in "fiub":
-        items = pa.array(np.ascontiguousarray(flat, dtype=np.float64).ravel())
-    else:
-        items = pa.array(flat.ravel(), from_pandas=True)
-    return pa.ListArray.from_arrays(offsets, items)
-
-
-def _texts(values: Iterable[Any]) -> list[str | None]:
-    """String inputs: None and NaN are missing, anything else as text."""
-    return [
-        None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v) for v in values
-    ]
+    """A 1-D output keeps its type; a 2-D one (probabilities) becomes a list."""
+    return arrays.values(values) if values.ndim <= 1 else arrays.lists(values)
 
 
 # -- on disk --------------------------------------------------------------------
@@ -396,13 +393,10 @@ def write_parquet(table: pa.Table, where: Path | pa.NativeFile) -> None:
 
 
 def _dictionary_columns(schema: pa.Schema) -> list[str]:
-    """String columns with few distinct values; ids are unique, and dictionaries of
-    numbers cost more time than they save."""
-    return [
-        f.name
-        for f in schema
-        if pa.types.is_string(f.type) and f.name not in ("prediction_id", "request_id")
-    ]
+    """String columns with repeated values (a request id repeats once per row);
+    prediction ids are unique, and dictionaries of numbers cost more time than they
+    save."""
+    return [f.name for f in schema if pa.types.is_string(f.type) and f.name != "prediction_id"]
 
 
 def expire_partitions(
