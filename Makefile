@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8000
 
-.PHONY: help setup demo test test-fast lint typecheck bench bench-fast bench-batching bench-log services clean
+.PHONY: help setup demo test test-fast lint typecheck bench bench-fast bench-batching bench-log bench-shadow services clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -50,6 +50,10 @@ bench-fast: $(STAMP) ## Fast-path benchmark under wrk vs 3 baselines (~14 min; A
 bench-log: $(STAMP) ## Prediction log on vs off under wrk, same run (~6 min; ARGS=--quick ~2)
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python bench/log_bench.py $(ARGS)
+
+bench-shadow: $(STAMP) ## Live latency with no / a 2 s-sleeping / a raising shadow (~3 min; ARGS=--quick ~1)
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/python bench/shadow_bench.py $(ARGS)
 
 clean: ## Remove demo state
 	rm -rf .modelport demo

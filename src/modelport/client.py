@@ -16,6 +16,7 @@ from __future__ import annotations
 import getpass
 import tempfile
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -57,6 +58,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from modelport.monitoring.labels import LabelStore
+    from modelport.registry.rollouts import Rollout
+    from modelport.rollouts import Rollouts
 
 REFERENCE_ROWS = 1000
 REFERENCE_NAME = "reference.parquet"
@@ -365,9 +368,17 @@ class Client:
         reason: str | None = None,
         serving: ServingOptions | None = None,
     ) -> Deployment:
-        """Point ``endpoint`` in ``env`` at the version ``uri`` names (aliases resolve now)."""
+        """Point ``endpoint`` in ``env`` at the version ``uri`` names (aliases resolve now),
+        at once and alone. An existing deployment's routing and rollout policy are kept;
+        it stops following an alias (a hand-picked version wins)."""
         version = self.get_version(uri)
         spec = DeploymentSpec.single(version.name, version.version, source=uri, serving=serving)
+        try:
+            current = self.registry.get_deployment(env, endpoint).spec
+        except NotFound:
+            current = None
+        if current is not None:
+            spec = replace(spec, routing=current.routing, rollout=current.rollout)
         return self.registry.set_deployment(env, endpoint, spec, actor=self.user, reason=reason)
 
     def undeploy(self, endpoint: str, *, env: str = "production") -> None:
@@ -382,10 +393,35 @@ class Client:
     def history(self, endpoint: str, *, env: str = "production") -> list[DeploymentEvent]:
         return self.registry.history(env, endpoint)
 
+    def rollouts(self, env: str = "production") -> Rollouts:
+        """Rollouts of ``env``: start, status, pause, resume, promote, abort, rollback."""
+        from modelport.rollouts import Rollouts
+
+        return Rollouts(self, environment=env)
+
+    def rollback(
+        self, endpoint: str, *, env: str = "production", reason: str | None = None
+    ) -> Deployment:
+        """Return ``endpoint`` to what it served before its last change, now (an active
+        rollout is aborted back to where it started)."""
+        return self.rollouts(env).rollback(endpoint, reason=reason)
+
+    def promote_rollout(
+        self, endpoint: str, *, source: str = "staging", target: str = "production"
+    ) -> Rollout:
+        """Start a rollout in ``target`` to the version ``source`` serves for ``endpoint``
+        (with ``target``'s rollout policy)."""
+        primary = self.registry.get_deployment(source, endpoint).spec.primary
+        return self.rollouts(target).start(
+            endpoint,
+            primary.uri,
+            reason=f"promoted from {source}",
+        )
+
     def promote(
         self, endpoint: str, *, source: str = "staging", target: str = "production"
     ) -> Deployment:
-        """Make ``target`` serve exactly what ``source`` serves for ``endpoint``."""
+        """Make ``target`` serve exactly what ``source`` serves for ``endpoint``, at once."""
         current = self.registry.get_deployment(source, endpoint)
         return self.registry.set_deployment(
             target,

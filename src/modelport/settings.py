@@ -56,6 +56,23 @@ class Settings(BaseSettings):
         default=5.0,
         description="How long a request waits for its model to finish loading before a 503.",
     )
+    shadow_max_pending: int = Field(
+        default=8,
+        ge=0,
+        description="Shadow requests queued or running per server process; more are shed "
+        "(counted, never waited for). 0 turns shadows off.",
+    )
+    shadow_threads: int = Field(
+        default=1,
+        ge=1,
+        description="Threads that run shadow variants, apart from the live requests' threads.",
+    )
+    rollout_interval_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="How often a server checks running rollouts and followed aliases "
+        "(0: never; another server must drive them).",
+    )
     poll_interval_seconds: float = Field(
         default=1.0, description="How often the server checks the registry for changes."
     )

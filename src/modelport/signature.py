@@ -192,6 +192,14 @@ class Signature:
             return slice(None)
         return np.array(forbid, dtype=int)
 
+    def coerce_any(self, raw: Mapping[str, Any] | Sequence[Any]) -> Columns:
+        """`coerce_table`, `coerce` or `coerce_matrix`, whichever fits ``raw``."""
+        if isinstance(raw, Table):
+            return self.coerce_table(raw)
+        if isinstance(raw, Mapping):
+            return self.coerce(raw)
+        return self.coerce_matrix(raw)
+
     def coerce_table(self, table: Table) -> Columns:
         """`coerce` for a numeric block: one reorder, one cast, one missing-value check."""
         dtype = self._block_dtype

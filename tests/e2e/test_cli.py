@@ -66,7 +66,8 @@ def test_register_alias_deploy_promote_history(
     cli(home, "models", "alias", "set", "fraud", "champion", "2")
     cli(home, "deploy", "fraud", "models:/fraud@champion", "--env", "staging")
     cli(home, "deploy", "fraud", "models:/fraud/1", "--env", "production", "--reason", "first")
-    cli(home, "promote", "fraud", "--from", "staging", "--to", "production")
+    # production already serves fraud: a plain promote would start a rollout; --now copies
+    cli(home, "promote", "fraud", "--from", "staging", "--to", "production", "--now")
     deployments = json.loads(cli(home, "--json", "deployments").stdout)
     assert {(d["environment"], d["version"]) for d in deployments} == {
         ("staging", 2),

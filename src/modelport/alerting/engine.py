@@ -196,6 +196,43 @@ class AlertEngine:
                 group.alerts.append(alert)
         return groups
 
+    # -- events ------------------------------------------------------------------
+
+    def announce(self, alert: Alert, diagnosis: dict[str, Any]) -> tuple[int, list[Notification]]:
+        """Something that happened once (a rollout rolled back): an incident with
+        ``diagnosis``, notified at once to every receiver its labels route to (no
+        group wait: the system already acted, a person must know now). The incident
+        is recorded as resolved, the event being over; the notification says firing.
+        Returns the incident's id and the notifications sent."""
+        config = self.config()
+        routes = resolve_routes(config.routing, alert.labels)
+        label_key = "{" + ", ".join(f'{k}="{v}"' for k, v in sorted(alert.labels.items())) + "}"
+        incident = self.watch.open_incident(
+            environment=self.environment,
+            endpoint=alert.labels.get("endpoint"),
+            group_key=f"{label_key}@{alert.starts_at.isoformat()}",
+            title=alert.annotations.get("summary", alert.name),
+            severity=alert.labels.get("severity", "critical"),
+            labels={k: v for k, v in alert.labels.items() if k in _INCIDENT_LABELS},
+            alerts=[_alert_dict(alert)],
+            diagnosis=diagnosis,
+            started_at=alert.starts_at,
+        )
+        self.watch.update_incident(incident.id, status="resolved", resolved_at=alert.starts_at)
+        sent = []
+        for route in routes:
+            group = _Group(
+                key=f"{route.group_key(alert.labels)}@{incident.id}",
+                receiver=route.receiver,
+                labels=route.group_labels(alert.labels),
+                group_wait=0,
+                group_interval=0,
+                repeat_interval=0,
+                alerts=[alert],
+            )
+            sent.append(self._notify(route.receiver, "firing", group, incident.id, config))
+        return incident.id, sent
+
     # -- state changes ----------------------------------------------------------
 
     def _transition(

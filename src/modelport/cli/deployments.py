@@ -106,18 +106,13 @@ def history(ctx: typer.Context, endpoint: str, env: EnvOption = "production") ->
     with handled():
         events = c.client.history(endpoint, env=env)
 
-    def serves(spec: dict[str, Any] | None) -> str:
-        if not spec:
-            return "-"
-        return ", ".join(f"{v['model']}/{v['version']}" for v in spec["variants"])
-
     rows = [
         [
             e.revision,
             e.created_at.strftime("%Y-%m-%d %H:%M:%S"),
             e.action,
-            serves(e.previous),
-            serves(e.spec),
+            describe_variants(e.previous),
+            describe_variants(e.spec),
             e.actor,
             e.reason,
         ]
@@ -141,16 +136,66 @@ def promote(
     endpoint: str,
     source: Annotated[str, typer.Option("--from", help="Environment to copy from.")] = "staging",
     target: Annotated[str, typer.Option("--to", help="Environment to copy to.")] = "production",
+    now: Annotated[
+        bool, typer.Option("--now", help="Copy at once instead of rolling out step by step.")
+    ] = False,
 ) -> None:
-    """Make --to serve exactly what --from serves for ENDPOINT."""
+    """Make --to serve what --from serves for ENDPOINT: as a rollout (with --to's rollout
+    policy) when --to already serves ENDPOINT, else (or with --now) as an immediate copy."""
     c: Ctx = ctx.obj
     with handled():
-        d = c.client.promote(endpoint, source=source, target=target)
-    emit(
-        c,
-        d.to_dict(),
-        lambda: out.print(
-            f"{target}/{endpoint} -> models:/{d.spec.primary.model}/{d.spec.primary.version} "
-            f"(revision {d.revision}, from {source})"
-        ),
-    )
+        if not now and _deployed(c, endpoint, target):
+            rollout = c.client.promote_rollout(endpoint, source=source, target=target)
+            data = rollout.to_dict() | {"mode": "rollout"}
+
+            def render() -> None:
+                from modelport.cli.rollouts import render_rollout
+
+                out.print(
+                    f"promoting {rollout.candidate.uri} from {source} to {target}/{endpoint} "
+                    f"as rollout {rollout.id} (--now copies at once)",
+                    highlight=False,
+                )
+                render_rollout(rollout)
+
+        else:
+            d = c.client.promote(endpoint, source=source, target=target)
+            data = d.to_dict() | {"mode": "copy"}
+            why = "--now" if now else f"{target}/{endpoint} was not deployed"
+
+            def render() -> None:
+                out.print(
+                    f"{target}/{endpoint} -> {describe_variants(d.spec.to_dict())} "
+                    f"(revision {d.revision}, copied from {source} at once: {why})",
+                    highlight=False,
+                )
+
+    emit(c, data, render)
+
+
+def _deployed(c: Ctx, endpoint: str, env: str) -> bool:
+    try:
+        c.client.get_deployment(endpoint, env=env)
+    except errors.NotFound:
+        return False
+    return True
+
+
+def describe_variants(spec: dict[str, Any] | None) -> str:
+    """What a deployment spec serves, readably: ``fraud/1`` alone, ``fraud/1 95%,
+    fraud/2 5%`` in a split, ``fraud/2 shadow`` for a shadow."""
+    if not spec:
+        return "-"
+    variants = spec.get("variants", [])
+    live = [v for v in variants if not v.get("shadow") and float(v.get("weight", 100)) > 0]
+    total = sum(float(v.get("weight", 100)) for v in live) or 1.0
+    parts = []
+    for v in variants:
+        name = f"{v['model']}/{v['version']}"
+        if v.get("shadow"):
+            parts.append(f"{name} shadow")
+        elif len(live) > 1 and v in live:
+            parts.append(f"{name} {float(v.get('weight', 100)) / total * 100:.4g}%")
+        else:
+            parts.append(name)
+    return ", ".join(parts)

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from modelport import __version__, errors
-from modelport.cli import deployments, feedback
+from modelport.cli import compare, deployments, feedback, rollouts
 from modelport.cli.common import Ctx, emit, handled, out, read_frame
 from modelport.cli.deployments import EnvOption
 from modelport.cli.logs import logs_app
@@ -27,15 +27,19 @@ app.add_typer(logs_app, name="logs")
 app.add_typer(monitor_app, name="monitor")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(incidents_app, name="incidents")
+app.add_typer(rollouts.rollout_app, name="rollout")
 for command in (
     deployments.deploy,
     deployments.undeploy,
     deployments.deployments,
     deployments.history,
     deployments.promote,
+    rollouts.rollback,
     feedback.feedback,
     feedback.feedback_import,
     feedback.performance,
+    compare.shadow,
+    compare.replay,
 ):
     app.command()(command)
 

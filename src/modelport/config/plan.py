@@ -13,15 +13,24 @@ Example::
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from modelport.client import Client
 from modelport.config.schema import ModelSpec, VersionSpec
+from modelport.durations import format_duration
 from modelport.errors import ModelportError
-from modelport.registry import Deployment, ModelVersion, ServingOptions
+from modelport.registry import (
+    DeploymentSpec,
+    ModelVersion,
+    RolloutPolicy,
+    Routing,
+    ServingOptions,
+    Variant,
+)
+from modelport.registry.entities import SHADOW_STEP
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -141,19 +150,82 @@ class AliasStep:
 
 
 @dataclass(frozen=True)
+class PlannedVariant:
+    """A `Variant` whose version may be one this plan registers."""
+
+    ref: VersionRef
+    source: str | None
+    weight: float
+    shadow: bool = False
+
+    @classmethod
+    def of(cls, variant: Variant) -> PlannedVariant:
+        ref = VersionRef(variant.model, number=variant.version)
+        return cls(ref, variant.source, variant.weight, variant.shadow)
+
+    def variant(self, registered: Mapping[int, ModelVersion]) -> Variant:
+        number = self.ref.resolve(registered)
+        return Variant(self.ref.model, number, self.weight, self.source, self.shadow)
+
+
+@dataclass(frozen=True)
+class PlannedDeployment:
+    """A `DeploymentSpec` whose versions may be ones this plan registers."""
+
+    variants: tuple[PlannedVariant, ...]
+    serving: ServingOptions = field(default_factory=ServingOptions)
+    routing: Routing = field(default_factory=Routing)
+    rollout: RolloutPolicy = field(default_factory=RolloutPolicy)
+    follow: str | None = None
+
+    @property
+    def numbered(self) -> bool:
+        """Whether every version exists already, so `spec` needs nothing registered."""
+        return all(v.ref.number is not None for v in self.variants)
+
+    def spec(self, registered: Mapping[int, ModelVersion]) -> DeploymentSpec:
+        return DeploymentSpec(
+            variants=tuple(v.variant(registered) for v in self.variants),
+            serving=self.serving,
+            routing=self.routing,
+            rollout=self.rollout,
+            follow=self.follow,
+        )
+
+
+@dataclass(frozen=True)
 class DeploymentStep:
+    """Set an endpoint's deployment; a compare-and-set on the revision the plan saw, so
+    a change made meanwhile (a rollout's step, say) is never overwritten unseen."""
+
     change: Change
     environment: str
     endpoint: str
-    uri: str
+    wanted: PlannedDeployment
     reason: str
-    serving: ServingOptions = field(default_factory=ServingOptions)
+    revision: int = 0  # the deployment's revision when planned; 0: not deployed
+    #: a version to move to by a rollout (with the endpoint's policy) once ``wanted``
+    #: (the same variants, new settings) is written
+    roll_to: PlannedVariant | None = None
 
     def run(self, client: Client, registered: dict[int, ModelVersion]) -> str:
-        deployment = client.deploy(
-            self.endpoint, self.uri, env=self.environment, reason=self.reason, serving=self.serving
+        deployment = client.registry.set_deployment(
+            self.environment,
+            self.endpoint,
+            self.wanted.spec(registered),
+            actor=client.user,
+            reason=self.reason,
+            expect_revision=self.revision,
         )
-        return f"{serves(deployment)} ({self.uri}), revision {deployment.revision}"
+        variants = [PlannedVariant.of(v) for v in deployment.spec.variants]
+        done = f"{describe(variants, sources=True)}, revision {deployment.revision}"
+        if self.roll_to is None:
+            return done
+        target = self.roll_to.variant(registered)
+        rollout = client.rollouts(self.environment).start(
+            self.endpoint, target.uri, reason=self.reason
+        )
+        return f"{done}; rollout {rollout.id} to {target.uri} started at {rollout.percent:g}%"
 
 
 @dataclass(frozen=True)
@@ -232,10 +304,73 @@ def read_sample(path: Path) -> pd.DataFrame:
 # -- planning -----------------------------------------------------------------
 
 
-def serves(deployment: Deployment) -> str:
-    primary = deployment.spec.primary
-    more = len(deployment.spec.variants) - 1
-    return f"{primary.model} v{primary.version}" + (f" (+{more} more)" if more else "")
+def describe(variants: Sequence[PlannedVariant], *, sources: bool = False) -> str:
+    """Variants as a plan shows them, ``fraud v3 90% + fraud v4 10% + shadow fraud_lr v1``:
+    live shares in percent when there are several, and with ``sources`` each URI as the
+    file wrote it."""
+    live = [v for v in variants if not v.shadow]
+    total = sum(v.weight for v in live)
+    parts = []
+    for v in variants:
+        text = f"{v.ref.model} {v.ref.show()}"
+        if v.shadow:
+            text = f"shadow {text}"
+        elif len(live) > 1:
+            text += f" {round(100 * v.weight / total, 1) if total else 0:g}%"
+        parts.append(text + (f" ({v.source})" if sources and v.source else ""))
+    return " + ".join(parts)
+
+
+def setting_changes(before: DeploymentSpec | None, after: PlannedDeployment) -> list[str]:
+    """How ``after``'s serving, routing, rollout policy and followed alias differ from
+    ``before``'s (``serving.max_batch_size 64 -> 32``); with no ``before``, what differs
+    from the defaults, without arrows (``rollout.interval 10m``)."""
+    old = before or PlannedDeployment(variants=())
+    arrow = before is not None
+    out = _field_changes("serving", old.serving.to_dict(), after.serving.to_dict(), arrow)
+    if after.routing != old.routing:
+        out.append(f"routing {_was(_routing(old.routing), arrow)}{_routing(after.routing)}")
+    out += _field_changes("rollout", old.rollout.to_dict(), after.rollout.to_dict(), arrow)
+    if after.follow != old.follow:
+        out.append(f"follow {_was(old.follow or '-', arrow)}{after.follow or '-'}")
+    return out
+
+
+def _field_changes(
+    section: str, old: dict[str, Any], new: dict[str, Any], arrow: bool
+) -> list[str]:
+    return [
+        f"{section}.{_FILE_NAMES.get(name, name)} "
+        f"{_was(_value(name, old[name]), arrow)}{_value(name, value)}"
+        for name, value in new.items()
+        if old[name] != value
+    ]
+
+
+#: Fields the file names differently from the spec.
+_FILE_NAMES = {"interval_s": "interval"}
+
+
+def _was(text: str, arrow: bool) -> str:
+    return f"{text} -> " if arrow else ""
+
+
+def _value(name: str, value: Any) -> str:
+    if name == "steps":
+        return ",".join("shadow" if s == SHADOW_STEP else f"{s:g}" for s in value)
+    if name == "interval_s":
+        return format_duration(value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _routing(routing: Routing) -> str:
+    if routing.sticky_header is not None:
+        return f"sticky by header {routing.sticky_header}"
+    if routing.sticky_field is not None:
+        return f"sticky by field {routing.sticky_field}"
+    return "random by weight"
 
 
 def apply(client: Client, plan: Plan) -> ApplyResult:

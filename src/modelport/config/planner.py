@@ -3,8 +3,11 @@
 `plan` reads the registry and the files the config points at, writes nothing, and
 returns a `Plan`: one `Change` per model, version, alias and deployment, each to
 create, update or left unchanged. `apply` carries a plan out in that order. Versions
-are recognised by the SHA-256 of their artifact and deployments by what they serve,
-so applying the same file twice changes nothing the second time.
+are recognised by the SHA-256 of their artifact and deployments by their whole spec
+(variants, serving, routing, rollout policy, followed alias), so applying the same
+file twice changes nothing the second time. An endpoint that already follows an
+alias keeps the variants the server gave it: moving the alias starts a rollout there,
+never a jump here.
 
 A URI in the file may name an alias the same file sets or moves, or a version it
 registers; the plan resolves it against what the registry will hold once applied,
@@ -20,7 +23,7 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from modelport.artifacts import sha256_path
@@ -34,14 +37,27 @@ from modelport.config.plan import (
     DeploymentStep,
     ModelStep,
     Plan,
+    PlannedDeployment,
+    PlannedVariant,
     Step,
     VersionRef,
     VersionStep,
-    serves,
+    describe,
+    setting_changes,
 )
-from modelport.config.schema import ConfigFile, Loc, ModelSpec, SourceMap, VersionSpec, load_config
+from modelport.config.schema import (
+    ConfigFile,
+    EndpointSpec,
+    Loc,
+    ModelSpec,
+    SourceMap,
+    VersionSpec,
+    dotted,
+    load_config,
+)
+from modelport.durations import format_duration
 from modelport.errors import InvalidConfig, ModelportError, NotFound
-from modelport.registry import DeploymentSpec, Model, ServingOptions
+from modelport.registry import Deployment, Model
 from modelport.runtimes import RUNTIMES, detect_flavor, needs_trust
 from modelport.uri import parse_model_uri
 
@@ -315,14 +331,79 @@ class _Planner:
         reason = f"modelport apply {self.source.file}" if self.source.file else "modelport apply"
         for env, environment in self.config.environments.items():
             for endpoint, spec in environment.endpoints.items():
-                loc: Loc = ("environments", env, "endpoints", endpoint, "model")
-                ref = self._resolve(spec.model, loc)
-                if ref is None:
-                    continue
-                serving = spec.serving.options()
-                change = self._deployment_change(env, endpoint, spec.model, ref, serving)
-                steps.append(DeploymentStep(change, env, endpoint, spec.model, reason, serving))
+                step = self._deployment(env, endpoint, spec, reason)
+                if step is not None:
+                    steps.append(step)
         return steps
+
+    def _deployment(
+        self, env: str, endpoint: str, spec: EndpointSpec, reason: str
+    ) -> DeploymentStep | None:
+        variants = self._variants(spec, ("environments", env, "endpoints", endpoint))
+        if variants is None:
+            return None
+        wanted = PlannedDeployment(
+            variants=variants,
+            serving=spec.serving.options(),
+            routing=spec.routing.routing(),
+            rollout=spec.rollout.policy(),
+            follow=spec.followed(),
+        )
+        target = f"{env}/{endpoint}"
+        try:
+            current: Deployment | None = self.client.registry.get_deployment(env, endpoint)
+        except NotFound:
+            current = None
+        roll_to: PlannedVariant | None = None
+        if _rolled_out(spec, current, wanted):
+            assert current is not None
+            roll_to = wanted.variants[0]
+            served = tuple(PlannedVariant.of(v) for v in current.spec.variants)
+            settings = _deployment_change(target, current, replace(wanted, variants=served))
+            policy = wanted.rollout
+            steps = ",".join("shadow" if p == 0 else f"{p:g}" for p in policy.steps)
+            rolling = (
+                f"roll out {describe(served)} -> {describe((roll_to,), sources=True)} "
+                f"(steps {steps}, judged every {format_duration(policy.interval_s)})"
+            )
+            detail = rolling if settings.action == "unchanged" else f"{rolling}; {settings.detail}"
+            change = Change("deployment", "update", target, detail)
+            wanted = replace(wanted, variants=served)
+        elif current is None or wanted.follow is None or current.spec.follow != wanted.follow:
+            change = _deployment_change(target, current, wanted)
+        else:
+            # An endpoint already following the alias is moved by the server, which rolls
+            # each new version out: its variants are the server's to change, not the file's.
+            served = tuple(PlannedVariant.of(v) for v in current.spec.variants)
+            change = _deployment_change(target, current, replace(wanted, variants=served))
+            alias = variants[0].ref
+            if PlannedVariant.of(current.spec.primary).ref != alias:
+                note = f"{wanted.follow} -> {alias.show()}, rolled out by the server"
+                change = replace(change, detail=f"{change.detail}; {note}")
+            wanted = replace(wanted, variants=served)
+        revision = current.revision if current else 0
+        return DeploymentStep(change, env, endpoint, wanted, reason, revision, roll_to)
+
+    def _variants(self, spec: EndpointSpec, loc: Loc) -> tuple[PlannedVariant, ...] | None:
+        """The versions an endpoint's URIs will name; each version listed at most once."""
+        planned: list[PlannedVariant] = []
+        first: dict[VersionRef, Loc] = {}
+        listed = spec.listed()
+        for where, variant in listed:
+            ref = self._resolve(variant.model, (*loc, *where))
+            if ref is None:
+                continue
+            if ref in first:
+                self._error(
+                    (*loc, *where),
+                    f"{variant.model} is {ref.model} {ref.show()}, which "
+                    f"{dotted(first[ref])} names already; list a version once",
+                )
+                continue
+            first[ref] = where
+            weight = 0.0 if variant.weight is None else variant.weight  # a shadow has none
+            planned.append(PlannedVariant(ref, variant.model, weight, variant.shadow))
+        return tuple(planned) if len(planned) == len(listed) else None
 
     def _resolve(self, uri: str, loc: Loc) -> VersionRef | None:
         """The version ``uri`` will name once the plan is applied."""
@@ -349,27 +430,49 @@ class _Planner:
         self._error(loc, f"model {ref.name!r} has no versions yet")
         return None
 
-    def _deployment_change(
-        self, env: str, endpoint: str, uri: str, ref: VersionRef, serving: ServingOptions
-    ) -> Change:
-        target = f"{env}/{endpoint}"
-        wanted = f"{ref.model} {ref.show()} ({uri})"
-        try:
-            current = self.client.registry.get_deployment(env, endpoint)
-        except NotFound:
-            return Change("deployment", "create", target, wanted)
-        if ref.number is not None:
-            spec = DeploymentSpec.single(ref.model, ref.number, source=uri, serving=serving)
-            if current.spec.to_dict() == spec.to_dict():
-                return Change("deployment", "unchanged", target, wanted)
-            if current.spec.serving != serving and serves(current) == f"{ref.model} {ref.show()}":
-                detail = f"serving {current.spec.serving.to_dict()} -> {serving.to_dict()}"
-                return Change("deployment", "update", target, detail)
-            if serves(current) == f"{ref.model} {ref.show()}":
-                was = current.spec.primary.source
-                detail = f"{ref.model} {ref.show()}, source {was} -> {uri}"
-                return Change("deployment", "update", target, detail)
-        return Change("deployment", "update", target, f"{serves(current)} -> {wanted}")
+
+def _deployment_change(
+    target: str, current: Deployment | None, wanted: PlannedDeployment
+) -> Change:
+    """Create, update or unchanged, with what differs: variants (shares, shadows, source
+    URIs), then serving, routing, rollout policy and the followed alias."""
+    shown = describe(wanted.variants, sources=True)
+    if current is None:
+        return Change("deployment", "create", target, _joined(shown, setting_changes(None, wanted)))
+    if wanted.numbered and wanted.spec({}).to_dict() == current.spec.to_dict():
+        return Change(
+            "deployment", "unchanged", target, _joined(shown, setting_changes(None, wanted))
+        )
+    before = [PlannedVariant.of(v) for v in current.spec.variants]
+    after = list(wanted.variants)
+    parts = setting_changes(current.spec, wanted)
+    if _sourceless(before) == _sourceless(after) and before != after:
+        pairs = zip(before, after, strict=True)
+        moved = [f"{b.source} -> {a.source}" for b, a in pairs if b.source != a.source]
+        parts.insert(0, f"{describe(before)}, source {', '.join(moved)}")
+    elif before != after:
+        parts.insert(0, f"{describe(before)} -> {shown}")
+    return Change("deployment", "update", target, "; ".join(parts))
+
+
+def _rolled_out(spec: EndpointSpec, current: Deployment | None, wanted: PlannedDeployment) -> bool:
+    """Whether a change is made as a rollout: the endpoint says how (``rollout:``), is
+    deployed, and moves from one version alone to another alone."""
+    if "rollout" not in spec.model_fields_set or current is None or wanted.follow is not None:
+        return False
+    before = current.spec.variants
+    after = wanted.variants
+    if len(before) != 1 or len(after) != 1 or after[0].shadow:
+        return False
+    return PlannedVariant.of(before[0]).ref != after[0].ref
+
+
+def _sourceless(variants: list[PlannedVariant]) -> list[PlannedVariant]:
+    return [replace(v, source=None) for v in variants]
+
+
+def _joined(first: str, rest: list[str]) -> str:
+    return "; ".join([first, *rest])
 
 
 def _alias_change(name: str, alias: str, before: VersionRef | None, ref: VersionRef) -> Change:

@@ -1,9 +1,10 @@
 """The `modelport.yaml` format, and loading it with errors that point at a line.
 
 A file declares models (owner, metadata, artifacts to register, aliases) and, per
-environment, which model URI each endpoint serves. `load_config` validates it and
-returns a `SourceMap` so that every later error (a missing artifact found while
-planning, say) can name the file, line and column it comes from.
+environment, what each endpoint serves: one model URI, weighted variants and shadows,
+or an alias to follow, with its routing and rollout policy. `load_config` validates
+it and returns a `SourceMap` so that every later error (a missing artifact found
+while planning, say) can name the file, line and column it comes from.
 
 Example::
 
@@ -22,12 +23,23 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, ValidationError
-from pydantic_core import ErrorDetails, PydanticCustomError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
+from modelport.alerting.routing import Duration
 from modelport.alerting.watchconfig import AlertingSpec
 from modelport.errors import InvalidConfig, InvalidInput
-from modelport.registry import ServingOptions
+from modelport.registry import RolloutPolicy, Routing, ServingOptions, Variant
+from modelport.registry.entities import SHADOW_STEP
 from modelport.uri import check_name, parse_model_uri
 
 #: Where a value sits in the file: mapping keys and list indices from the root.
@@ -70,11 +82,65 @@ def _check_uri(value: str) -> str:
     return value
 
 
+def _check_alias_uri(value: str) -> str:
+    if parse_model_uri(value).alias is None:
+        raise PydanticCustomError(
+            "invalid_uri",
+            "{message}",
+            {
+                "message": f"follow takes an alias URI like models:/NAME@ALIAS, not {value!r} "
+                "(to serve one fixed version, write `model:`)"
+            },
+        )
+    return value
+
+
+#: How ``rollout.steps`` writes step 0: a copy of traffic, no live share.
+SHADOW = "shadow"
+
+
+def _step(value: Any) -> Any:
+    """``shadow`` -> 0; a number stays a number (0 itself is written ``shadow``)."""
+    if value == SHADOW:
+        return SHADOW_STEP
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PydanticCustomError(
+            "invalid_rollout",
+            "{message}",
+            {"message": f"a step is `shadow` or a percent of live traffic, got {value!r}"},
+        )
+    if value == 0:
+        raise PydanticCustomError(
+            "invalid_rollout", "{message}", {"message": "write step 0 as `shadow`"}
+        )
+    return value
+
+
+def _policy_allows(name: str) -> Any:
+    """A validator putting one `RolloutPolicy` field through the policy's own checks."""
+
+    def check(value: Any) -> Any:
+        try:
+            given: dict[str, Any] = {name: tuple(value) if name == "steps" else value}
+            RolloutPolicy(**given)
+        except ValueError as exc:
+            raise PydanticCustomError(
+                "invalid_rollout", "{message}", {"message": str(exc)}
+            ) from None
+        return value
+
+    return AfterValidator(check)
+
+
 ModelName = Annotated[str, _name("model")]
 EnvironmentName = Annotated[str, _name("environment")]
 EndpointName = Annotated[str, _name("endpoint")]
 AliasName = Annotated[str, _name("alias"), AfterValidator(_check_alias)]
 ModelUri = Annotated[str, AfterValidator(_check_uri)]
+AliasUri = Annotated[str, AfterValidator(_check_uri), AfterValidator(_check_alias_uri)]
+RolloutStep = Annotated[
+    float, BeforeValidator(_step, json_schema_input_type=Literal["shadow"] | float)
+]
 Tags = dict[str, str]
 
 
@@ -146,15 +212,197 @@ class ServingSpec(_Strict):
         return ServingOptions(**self.model_dump())
 
 
-class EndpointSpec(_Strict):
-    """What an endpoint serves."""
+class VariantSpec(_Strict):
+    """One version an endpoint serves: live with a weight, or a shadow."""
 
     model: ModelUri = Field(
         description="Model URI: models:/NAME/VERSION, models:/NAME@ALIAS or models:/NAME/latest."
     )
+    weight: float | None = Field(
+        default=None,
+        gt=0,
+        description="A live variant's weight; its share of traffic is its weight over the "
+        "sum of live weights. A shadow has none.",
+    )
+    shadow: StrictBool = Field(
+        default=False,
+        description="Get a copy of live requests off the hot path; answers are only logged.",
+    )
+
+    @model_validator(mode="after")
+    def _weighted_unless_shadow(self) -> VariantSpec:
+        if self.shadow and self.weight is not None:
+            _refuse(self, [(("weight",), "a shadow gets a copy of traffic, not a share: drop it")])
+        if not self.shadow and self.weight is None:
+            _refuse(self, [(("weight",), "a live variant needs a weight (or `shadow: true`)")])
+        return self
+
+
+class RoutingSpec(_Strict):
+    """How a request picks a live variant (see `modelport.registry.Routing`)."""
+
+    sticky_header: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Requests with the same value of this header get the same variant.",
+    )
+    sticky_field: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Requests with the same value of this input field (first row) get the "
+        "same variant.",
+    )
+
+    @model_validator(mode="after")
+    def _one_key(self) -> RoutingSpec:
+        if self.sticky_header is not None and self.sticky_field is not None:
+            _refuse(self, [(("sticky_field",), "set sticky_header or sticky_field, not both")])
+        return self
+
+    def routing(self) -> Routing:
+        return Routing(sticky_header=self.sticky_header, sticky_field=self.sticky_field)
+
+
+class RolloutSpec(_Strict):
+    """How the endpoint moves to a new version; fields left out keep the defaults of
+    `modelport.registry.RolloutPolicy`, which also checks them."""
+
+    steps: Annotated[list[RolloutStep], _policy_allows("steps")] | None = Field(
+        default=None,
+        description="The candidate's percent of live traffic at each step, ending at 100; "
+        "`shadow` first for a copy of traffic and no share.",
+    )
+    interval: Annotated[Duration, _policy_allows("interval_s")] | None = Field(
+        default=None, description="How long each step lasts before it is judged: 30s, 5m, 1h."
+    )
+    min_requests: int | None = Field(
+        default=None, ge=0, description="Candidate requests a step needs before it is judged."
+    )
+    max_error_rate: float | None = Field(
+        default=None, ge=0, le=1, description="Highest candidate error rate that passes."
+    )
+    max_p99_ratio: float | None = Field(
+        default=None, gt=0, description="Highest candidate/live p99 latency ratio that passes."
+    )
+    max_disagreement: float | None = Field(
+        default=None, ge=0, le=1, description="Highest share of differing predictions."
+    )
+    max_prediction_psi: float | None = Field(
+        default=None, ge=0, description="Highest PSI between candidate and live predictions."
+    )
+    max_performance_drop: float | None = Field(
+        default=None, ge=0, description="Largest drop of the labelled metric that passes."
+    )
+    min_labels: int | None = Field(
+        default=None, ge=0, description="Labels a step needs before performance is judged."
+    )
+
+    @model_validator(mode="after")
+    def _a_policy(self) -> RolloutSpec:
+        try:
+            self.policy()
+        except ValueError as exc:
+            _refuse(self, [((), str(exc))])
+        return self
+
+    def policy(self) -> RolloutPolicy:
+        given = self.model_dump(exclude_none=True)
+        if "steps" in given:
+            given["steps"] = tuple(given["steps"])
+        if "interval" in given:
+            given["interval_s"] = given.pop("interval")
+        return RolloutPolicy(**given)
+
+
+class EndpointSpec(_Strict):
+    """What an endpoint serves: exactly one of ``model``, ``variants`` or ``follow``."""
+
+    model: ModelUri | None = Field(
+        default=None,
+        description="One version to serve: models:/NAME/VERSION, models:/NAME@ALIAS (resolved "
+        "when applied) or models:/NAME/latest.",
+    )
+    variants: list[VariantSpec] | None = Field(
+        default=None, description="Live variants splitting traffic by weight, and shadows."
+    )
+    follow: AliasUri | None = Field(
+        default=None,
+        description="Serve what an alias points at (models:/NAME@ALIAS); when the alias "
+        "moves, the server rolls the new version out with `rollout`.",
+    )
     serving: ServingSpec = Field(
         default_factory=ServingSpec, description="Runtime and batching settings."
     )
+    routing: RoutingSpec = Field(
+        default_factory=RoutingSpec, description="Random by weight, or sticky by a key."
+    )
+    rollout: RolloutSpec = Field(
+        default_factory=RolloutSpec, description="How a new version is rolled out and judged."
+    )
+
+    @model_validator(mode="after")
+    def _serves_one_way(self) -> EndpointSpec:
+        given = [f for f in _SERVES if getattr(self, f) is not None]
+        if not given:
+            _refuse(self, [((), "say what it serves: one of `model`, `variants` or `follow`")])
+        problems: list[tuple[Loc, str]] = [
+            ((f,), f"`{given[0]}` is set too; write one of `model`, `variants` or `follow`")
+            for f in given[1:]
+        ]
+        if self.variants is not None:
+            problems.extend(_variant_problems(self.variants))
+        _refuse(self, problems)
+        return self
+
+    def listed(self) -> list[tuple[Loc, VariantSpec]]:
+        """Every variant with the field its URI is in; `model` and `follow` give one."""
+        if self.variants is not None:
+            return [(("variants", i, "model"), v) for i, v in enumerate(self.variants)]
+        field, uri = ("model", self.model) if self.model is not None else ("follow", self.follow)
+        assert uri is not None, "validation makes sure one of model, variants, follow is set"
+        # the one live variant gets the weight `DeploymentSpec.single` gives it
+        return [((field,), VariantSpec(model=uri, weight=Variant.weight))]
+
+    def followed(self) -> str | None:
+        """``fraud@champion`` for ``follow: models:/fraud@champion``."""
+        if self.follow is None:
+            return None
+        ref = parse_model_uri(self.follow)
+        return f"{ref.name}@{ref.alias}"
+
+
+#: The fields an endpoint may say what it serves with; exactly one is set.
+_SERVES = ("model", "variants", "follow")
+
+
+def _variant_problems(variants: list[VariantSpec]) -> list[tuple[Loc, str]]:
+    problems: list[tuple[Loc, str]] = []
+    if all(v.shadow for v in variants):
+        problems.append((("variants",), "needs a live variant (one without `shadow: true`)"))
+    first: dict[Any, int] = {}
+    for index, variant in enumerate(variants):
+        ref = parse_model_uri(variant.model)
+        if ref in first:
+            message = f"{variant.model} is listed twice; first as variants[{first[ref]}]"
+            problems.append((("variants", index, "model"), message))
+        first.setdefault(ref, index)
+    return problems
+
+
+def _refuse(model: BaseModel, problems: list[tuple[Loc, str]]) -> None:
+    """Raise every problem found in ``model``, each at its field, as one error."""
+    if problems:
+        raise ValidationError.from_exception_data(
+            type(model).__name__,
+            [
+                InitErrorDetails(
+                    type=PydanticCustomError("invalid_endpoint", "{message}", {"message": m}),
+                    loc=loc,
+                    input=None,
+                )
+                for loc, m in problems
+            ],
+        )
 
 
 class EnvironmentSpec(_Strict):
@@ -358,6 +606,8 @@ def _invalid(errors: list[tuple[int, str]]) -> InvalidConfig:
 #: Error kinds whose message is already written for people (ours, not pydantic's).
 _OWN_MESSAGES = (
     "invalid_name",
+    "invalid_endpoint",
+    "invalid_rollout",
     "invalid_uri",
     "reserved_alias",
     "invalid_duration",
@@ -465,7 +715,10 @@ __all__ = [
     "EnvironmentSpec",
     "Loc",
     "ModelSpec",
+    "RolloutSpec",
+    "RoutingSpec",
     "SourceMap",
+    "VariantSpec",
     "VersionSpec",
     "dotted",
     "load_config",

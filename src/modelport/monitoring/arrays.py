@@ -78,7 +78,7 @@ def strings(items: Sequence[Any]) -> pa.Array:
         encoded = [t.encode() for t in present]
         data, lengths = b"".join(encoded), np.fromiter(map(len, encoded), np.int64)
     nulls, validity = count - len(present), None
-    if nulls:
+    if mask is not None and nulls:
         sizes = np.zeros(count, np.int64)
         sizes[mask] = lengths
         lengths, validity = sizes, _bitmap(mask)
@@ -122,7 +122,7 @@ def values(items: np.ndarray) -> pa.Array:
         converted = np.asarray([math.nan if item is None else item for item in items.tolist()])
         if converted.dtype.kind in "fiub":
             return numbers(converted)
-    return strings(items.tolist() if kind in "US" else items)
+    return strings(items.tolist())
 
 
 def _bitmap(valid: np.ndarray) -> pa.Buffer:

@@ -45,6 +45,7 @@ _SQL_TYPES = {
     pa.string(): "VARCHAR",
     pa.int64(): "BIGINT",
     pa.float64(): "DOUBLE",
+    pa.bool_(): "BOOLEAN",
 }
 _PARTITIONS = {"endpoint": "VARCHAR", "date": "DATE"}
 _FAILURE_COLUMNS = ["prediction_id", "ts", "status", "error", "model", "version"]
@@ -158,7 +159,7 @@ class LogStore:
         ``columns`` picks columns (a name no segment has comes back all null); by
         default every column.
         """
-        where = []
+        where = ["NOT shadow"]
         if only_ok:
             where.append(f"status = '{OK}'")
         if since is not None:
@@ -216,13 +217,79 @@ class LogStore:
         source = self._predictions(endpoint, self._days(endpoint, since))
         names = ", ".join(quote(c) for c in _FAILURE_COLUMNS)
         sql = (
-            f"SELECT {names} FROM ({source}) WHERE status <> '{OK}' "
+            f"SELECT {names} FROM ({source}) WHERE status <> '{OK}' AND NOT shadow "
             f"AND ts >= {_timestamp(since)} AND ends_with(prediction_id, '-0') "
             f"ORDER BY ts DESC LIMIT {int(limit)}"
         )
         with _connection() as con:
             rows = con.sql(sql).fetchall()
         return [dict(zip(_FAILURE_COLUMNS, row, strict=True)) for row in rows]
+
+    def by_variant(
+        self,
+        endpoint: str,
+        *,
+        since: dt.datetime,
+        until: dt.datetime,
+        environment: str | None = None,
+    ) -> dict[tuple[str, bool], dict[str, Any]]:
+        """Requests, errors, error rate and latency (p50, p99 of answered requests) of
+        each (variant, shadow) of ``endpoint`` in ``[since, until)`` (of one
+        ``environment``, or all)."""
+        end = _utc(until).date().isoformat()
+        days = [d for d in self._days(endpoint, since) if d <= end]
+        sql = (
+            f"SELECT variant, shadow, count(*), count(*) FILTER (WHERE status <> '{OK}'), "
+            f"quantile_cont(latency_s, 0.5) FILTER (WHERE status = '{OK}'), "
+            f"quantile_cont(latency_s, 0.99) FILTER (WHERE status = '{OK}') "
+            f"FROM ({self._predictions(endpoint, days)}) "
+            f"WHERE ts >= {_timestamp(since)} AND ts < {_timestamp(until)} "
+            "AND ends_with(prediction_id, '-0') AND variant IS NOT NULL "
+            f"{_environment(environment)}GROUP BY ALL"
+        )
+        with _connection() as con:
+            rows = con.sql(sql).fetchall()
+        return {
+            (str(variant), bool(shadow)): {
+                "requests": int(n),
+                "errors": int(errors),
+                "error_rate": errors / n if n else None,
+                "p50_s": p50,
+                "p99_s": p99,
+            }
+            for variant, shadow, n, errors, p50, p99 in rows
+        }
+
+    def outputs(
+        self,
+        endpoint: str,
+        variant: str,
+        column: str,
+        *,
+        since: dt.datetime,
+        until: dt.datetime,
+        shadow: bool = False,
+        environment: str | None = None,
+    ) -> pd.Series:
+        """One output column (``out_label``...) of a variant's answered rows in
+        ``[since, until)``; empty when the variant has no such rows or column."""
+        end = _utc(until).date().isoformat()
+        days = [d for d in self._days(endpoint, since) if d <= end]
+        source = self._predictions(endpoint, days)
+        with _connection() as con:
+            names = {str(r[0]) for r in con.sql(f"DESCRIBE SELECT * FROM ({source})").fetchall()}
+            if column not in names:
+                import pandas
+
+                return pandas.Series(dtype=float)
+            sql = (
+                f"SELECT {quote(column)} FROM ({source}) WHERE status = '{OK}' "
+                f"AND variant = $variant AND shadow = {bool(shadow)} "
+                f"AND ts >= {_timestamp(since)} AND ts < {_timestamp(until)} "
+                f"{_environment(environment)}"
+            )
+            frame = con.execute(sql, {"variant": variant}).df()
+        return frame[column]
 
     def traffic(
         self, endpoint: str, *, since: dt.datetime, until: dt.datetime | None = None
@@ -243,7 +310,7 @@ class LogStore:
             f"quantile_cont(latency_s, 0.99) FILTER (WHERE status = '{OK}') "
             f"FROM ({self._predictions(endpoint, days)}) "
             f"WHERE ts >= {_timestamp(since)} AND ts < {_timestamp(until)} "
-            "AND ends_with(prediction_id, '-0')"
+            "AND ends_with(prediction_id, '-0') AND NOT shadow"
         )
         with _connection() as con:
             requests, errors, p50, p99 = con.sql(sql).fetchall()[0]
@@ -272,6 +339,11 @@ def _connection() -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     return con
+
+
+def _environment(environment: str | None) -> str:
+    """``AND environment = '...' `` for one environment; nothing for all."""
+    return "" if environment is None else f"AND environment = {_literal(environment)} "
 
 
 def _where(conditions: list[str]) -> str:

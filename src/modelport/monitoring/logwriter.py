@@ -183,9 +183,12 @@ class PredictionLog:
         columns: Columns,
         prediction: Prediction,
         latency_s: float,
+        *,
+        shadow: bool = False,
     ) -> None:
         """Queue one answered request (all its rows): a tuple of references, no array
-        copied; never raises, never blocks."""
+        copied; never raises, never blocks. ``shadow``: a shadow variant's answer to a
+        copy of the request that ``prediction_ids`` name."""
         if self.sample_rate < 1.0 and random.random() >= self.sample_rate:
             return
         n = len(prediction_ids)
@@ -196,7 +199,15 @@ class PredictionLog:
         if variant not in self._models:
             self._models[variant] = (version.name, version.version)
         self._queue.append(
-            entry(endpoint, variant, prediction_ids, columns, prediction.outputs, latency_s)
+            entry(
+                endpoint,
+                variant,
+                prediction_ids,
+                columns,
+                prediction.outputs,
+                latency_s,
+                shadow=shadow,
+            )
         )
 
     def record_failure(
@@ -207,15 +218,18 @@ class PredictionLog:
         version: ModelVersion | None = None,
         columns: Columns | None = None,
         latency_s: float = 0.0,
+        prediction_ids: list[str] | None = None,
+        shadow: bool = False,
     ) -> None:
         """Queue a failed request: its status (the error code), message and any inputs.
 
-        One row per decoded input row, or one row when nothing was decoded.
+        One row per decoded input row, or one row when nothing was decoded. A shadow's
+        failure keeps the live request's ``prediction_ids``.
         """
         if self.sample_rate < 1.0 and random.random() >= self.sample_rate:
             return
         rows = len(next(iter(columns.values()))) if columns else 0
-        ids = _new_ids(max(rows, 1))
+        ids = prediction_ids if prediction_ids else _new_ids(max(rows, 1))
         if self._appended - self._taken + len(ids) > self._limit:
             self._refuse(len(ids))
             return
@@ -226,7 +240,7 @@ class PredictionLog:
             self._models.setdefault(variant, (version.name, version.version))
         decoded = columns if rows else None
         self._queue.append(
-            entry(endpoint, variant, ids, decoded, None, latency_s, exc.code, str(exc))
+            entry(endpoint, variant, ids, decoded, None, latency_s, exc.code, str(exc), shadow)
         )
 
     def _refuse(self, rows: int) -> None:

@@ -10,7 +10,7 @@ numeric block), so the cost is per batch of requests, not per row.
 Columns of a logged row (the layout is in ``docs/monitoring.md``)::
 
     prediction_id, request_id, ts, environment, model, version, variant, status,
-    error, latency_s, in_<input column>..., out_<output name>...
+    error, latency_s, shadow, in_<input column>..., out_<output name>...
 
 Example::
 
@@ -59,6 +59,7 @@ BASE_SCHEMA = pa.schema(
         ("status", pa.string()),
         ("error", pa.string()),
         ("latency_s", pa.float64()),
+        ("shadow", pa.bool_()),
     ]
 )
 
@@ -162,6 +163,7 @@ Entry = tuple[
     float,  # LATENCY: seconds
     str,  # STATUS: "ok" or the error code
     "str | None",  # ERROR: the message
+    bool,  # SHADOW: answered by a shadow variant (a copy of a live request)
 ]
 TS: Final = 0
 ENDPOINT: Final = 1
@@ -175,6 +177,7 @@ OUTPUTS: Final = 8
 LATENCY: Final = 9
 STATUS: Final = 10
 ERROR: Final = 11
+SHADOW: Final = 12
 
 
 def entry(
@@ -186,6 +189,7 @@ def entry(
     latency_s: float,
     status: str = OK,
     error: str | None = None,
+    shadow: bool = False,
 ) -> Entry:
     """The entry of one request, stamped now; no array is copied."""
     inputs: Arrays | None = None
@@ -206,6 +210,7 @@ def entry(
         latency_s,
         status,
         error,
+        shadow,
     )
 
 
@@ -263,11 +268,11 @@ def _groups(entries: Sequence[Entry]) -> list[Sequence[Entry]]:
     and for failures by whether inputs were decoded. Under steady traffic (one variant,
     all answered) that is one group, found without a Python loop."""
     first = entries[0]
-    if first[STATUS] == OK and len(set(map(itemgetter(VARIANT, STATUS), entries))) == 1:
+    if first[STATUS] == OK and len(set(map(itemgetter(VARIANT, STATUS, SHADOW), entries))) == 1:
         return [entries]
-    groups: dict[tuple[str | None, str, bool], list[Entry]] = {}
+    groups: dict[tuple[str | None, str, bool, bool], list[Entry]] = {}
     for entry in entries:
-        key = (entry[VARIANT], entry[STATUS], entry[INPUTS] is None)
+        key = (entry[VARIANT], entry[STATUS], entry[SHADOW], entry[INPUTS] is None)
         groups.setdefault(key, []).append(entry)
     return list(groups.values())
 
@@ -275,8 +280,8 @@ def _groups(entries: Sequence[Entry]) -> list[Sequence[Entry]]:
 def _build(entries: Sequence[Entry], environment: str, models: Models) -> pa.Table:
     """Entries with the same input and output names -> one table."""
     first, size = entries[0], len(entries)
-    ts, _, _, requests, sizes, input_names, inputs, output_names, outputs, latency, _, errors = zip(
-        *entries, strict=True
+    ts, _, _, requests, sizes, input_names, inputs, output_names, outputs, latency, _, errors, _ = (
+        zip(*entries, strict=True)
     )
     counts = np.fromiter(sizes, np.int64, size)
     rows = int(counts.sum())
@@ -306,6 +311,7 @@ def _build(entries: Sequence[Entry], environment: str, models: Models) -> pa.Tab
             else arrays.strings(errors).take(owners)
         ),
         "latency_s": arrays.numbers(seconds),
+        "shadow": arrays.booleans(np.full(rows, first[SHADOW])),
     }
     if first[INPUTS] is not None:
         for name, values in _concat(input_names, inputs).items():

@@ -6,6 +6,8 @@ from modelport.registry.entities import (
     DeploymentSpec,
     Model,
     ModelVersion,
+    RolloutPolicy,
+    Routing,
     ServingOptions,
     Variant,
 )
@@ -18,6 +20,8 @@ __all__ = [
     "Model",
     "ModelVersion",
     "Registry",
+    "RolloutPolicy",
+    "Routing",
     "ServingOptions",
     "Variant",
 ]

@@ -6,7 +6,8 @@ read them. ``to_dict`` gives the JSON shape every interface shows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -104,24 +105,34 @@ class ModelVersion:
 
 @dataclass(frozen=True)
 class Variant:
-    """One model version an endpoint serves, with its share of traffic (percent)."""
+    """One model version an endpoint serves, with its share of live traffic (a weight;
+    shares are weights over their sum). A shadow variant gets a copy of live requests
+    off the hot path, and its answers are only logged."""
 
     model: str
     version: int
     weight: float = 100.0
     source: str | None = None  # the URI as the user wrote it, e.g. models:/fraud@champion
+    shadow: bool = False
 
     @property
     def name(self) -> str:
         return f"{self.model}-v{self.version}"
 
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.model}/{self.version}"
+
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "model": self.model,
             "version": self.version,
             "weight": self.weight,
             "source": self.source,
         }
+        if self.shadow:
+            out["shadow"] = True
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Variant:
@@ -130,7 +141,79 @@ class Variant:
             version=int(data["version"]),
             weight=float(data.get("weight", 100.0)),
             source=data.get("source"),
+            shadow=bool(data.get("shadow", False)),
         )
+
+
+@dataclass(frozen=True)
+class Routing:
+    """How a request picks among live variants: at random by weight, or sticky by a key
+    taken from a request header or an input field (the first row's value)."""
+
+    sticky_header: str | None = None
+    sticky_field: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sticky_header": self.sticky_header, "sticky_field": self.sticky_field}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Routing:
+        return cls(**(data or {}))
+
+
+#: A rollout step that sends the candidate a copy of traffic (shadow) before any share.
+SHADOW_STEP = 0.0
+
+
+@dataclass(frozen=True)
+class RolloutPolicy:
+    """How a rollout moves traffic to a candidate and judges it between steps.
+
+    ``steps`` are the candidate's percent of live traffic, in order (``0`` is a shadow
+    step: a copy of traffic, no live share); the last is 100. Each step lasts
+    ``interval_s``, then the candidate is compared with the live version over that
+    interval; every check that has data must pass, or the rollout rolls back.
+    """
+
+    steps: tuple[float, ...] = (5.0, 25.0, 50.0, 100.0)
+    interval_s: float = 300.0
+    #: candidate requests an interval needs before it is judged (fewer: wait longer)
+    min_requests: int = 100
+    max_error_rate: float = 0.02
+    max_p99_ratio: float = 1.5
+    max_disagreement: float = 0.1
+    max_prediction_psi: float = 0.25
+    max_performance_drop: float = 0.05
+    min_labels: int = 50
+
+    def __post_init__(self) -> None:
+        steps = self.steps
+        if not steps or steps[-1] != 100 or any(s < 0 or s > 100 for s in steps):
+            raise ValueError(f"rollout steps must run from 0..100 and end at 100, not {steps}")
+        if list(steps) != sorted(steps) or len(set(steps)) != len(steps):
+            raise ValueError(f"rollout steps must increase, not {list(steps)}")
+        if self.interval_s <= 0:
+            raise ValueError("the rollout interval must be above 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "steps": list(self.steps),
+            "interval_s": self.interval_s,
+            "min_requests": self.min_requests,
+            "max_error_rate": self.max_error_rate,
+            "max_p99_ratio": self.max_p99_ratio,
+            "max_disagreement": self.max_disagreement,
+            "max_prediction_psi": self.max_prediction_psi,
+            "max_performance_drop": self.max_performance_drop,
+            "min_labels": self.min_labels,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> RolloutPolicy:
+        data = dict(data or {})
+        if "steps" in data:
+            data["steps"] = tuple(float(s) for s in data["steps"])
+        return cls(**data)
 
 
 RuntimeChoice = Literal["auto", "native", "compiled"]
@@ -166,27 +249,64 @@ class ServingOptions:
 
 @dataclass(frozen=True)
 class DeploymentSpec:
-    """What an endpoint serves. Holds a list of variants so splits can be added later."""
+    """What an endpoint serves: live variants splitting traffic by weight, shadows,
+    how requests are routed, and how the endpoint changes version.
+
+    ``follow`` (``fraud@champion``) makes the endpoint follow a registry alias: when the
+    alias moves, a rollout to the new version starts with ``rollout`` (the policy).
+    """
 
     variants: tuple[Variant, ...]
     serving: ServingOptions = field(default_factory=ServingOptions)
+    routing: Routing = field(default_factory=Routing)
+    rollout: RolloutPolicy = field(default_factory=RolloutPolicy)
+    follow: str | None = None
+
+    def __post_init__(self) -> None:
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            raise ValueError(f"a variant is listed twice: {names}")
+        if not any(not v.shadow and v.weight > 0 for v in self.variants):
+            raise ValueError("a deployment needs at least one live variant with a weight above 0")
+
+    @property
+    def live(self) -> tuple[Variant, ...]:
+        return tuple(v for v in self.variants if not v.shadow and v.weight > 0)
+
+    @property
+    def shadows(self) -> tuple[Variant, ...]:
+        return tuple(v for v in self.variants if v.shadow)
 
     @property
     def primary(self) -> Variant:
-        return max(self.variants, key=lambda v: v.weight)
+        """The live variant with the largest share (the first listed on a tie)."""
+        return max(self.live, key=lambda v: v.weight)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "variants": [v.to_dict() for v in self.variants],
             "serving": self.serving.to_dict(),
         }
+        if self.routing != Routing():
+            out["routing"] = self.routing.to_dict()
+        if self.rollout != RolloutPolicy():
+            out["rollout"] = self.rollout.to_dict()
+        if self.follow is not None:
+            out["follow"] = self.follow
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DeploymentSpec:
         return cls(
             variants=tuple(Variant.from_dict(v) for v in data["variants"]),
             serving=ServingOptions.from_dict(data.get("serving")),
+            routing=Routing.from_dict(data.get("routing")),
+            rollout=RolloutPolicy.from_dict(data.get("rollout")),
+            follow=data.get("follow"),
         )
+
+    def with_variants(self, variants: Sequence[Variant]) -> DeploymentSpec:
+        return replace(self, variants=tuple(variants))
 
     @classmethod
     def single(

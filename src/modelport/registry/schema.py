@@ -180,3 +180,32 @@ notifications = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Index("ix_notifications_incident", "incident_id"),
 )
+
+rollouts = sa.Table(
+    "rollouts",
+    metadata,
+    # A controlled change of one deployment. ``generation`` is bumped by every change,
+    # each a compare-and-set on it, so two drivers never take the same step twice. At
+    # most one rollout per endpoint is active (running or paused): ``active_key`` holds
+    # "environment/endpoint" while it is, NULL after, under a unique constraint.
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("environment", sa.String(128), nullable=False),
+    sa.Column("endpoint", sa.String(128), nullable=False),
+    sa.Column("active_key", sa.String(300), nullable=True, unique=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("candidate", sa.JSON, nullable=False),  # the Variant rolled out
+    sa.Column("baseline", sa.JSON, nullable=False),  # the DeploymentSpec before
+    sa.Column("policy", sa.JSON, nullable=False),
+    sa.Column("step", sa.Integer, nullable=False),  # index into policy steps; -1 before
+    sa.Column("step_started_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("analyses", sa.JSON, nullable=False),  # one per judged interval
+    sa.Column("message", sa.Text, nullable=True),
+    sa.Column("incident_id", sa.Integer, nullable=True),
+    sa.Column("generation", sa.Integer, nullable=False),
+    sa.Column("created_by", sa.String(256), nullable=True),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Index("ix_rollouts_env_endpoint", "environment", "endpoint"),
+)

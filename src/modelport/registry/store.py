@@ -375,8 +375,13 @@ class Registry:
         action: str = "deploy",
         actor: str | None = None,
         reason: str | None = None,
+        expect_revision: int | None = None,
     ) -> Deployment:
-        """Point ``endpoint`` in ``environment`` at ``spec``; record the change. Idempotent."""
+        """Point ``endpoint`` in ``environment`` at ``spec``; record the change. Idempotent.
+
+        With ``expect_revision`` the change is a compare-and-set: it is made only if the
+        deployment is still at that revision (0: not deployed), else `Conflict`.
+        """
         check_name("environment", environment)
         check_name("endpoint", endpoint)
         with self._tx() as conn:
@@ -387,6 +392,12 @@ class Registry:
             )
             row = conn.execute(sa.select(t.deployments).where(key)).first()
             new = spec.to_dict()
+            if expect_revision is not None and (row.revision if row else 0) != expect_revision:
+                raise Conflict(
+                    f"{environment}/{endpoint} changed while this change was prepared: it is "
+                    f"at revision {row.revision if row else 0}, not {expect_revision}",
+                    hint=f"look at `modelport history {endpoint} --env {environment}`",
+                )
             if row is not None and row.spec == new:
                 return self._to_deployment(row)
             revision = (row.revision if row else 0) + 1

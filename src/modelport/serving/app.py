@@ -31,7 +31,7 @@ from modelport.serving import http
 from modelport.serving.dataplane import DataPlane
 from modelport.serving.fastpath import FastPath
 from modelport.serving.metrics import ServingMetrics
-from modelport.serving.routes import control, feedback, native, v2, watch
+from modelport.serving.routes import compare, control, feedback, native, rollouts, v2, watch
 from modelport.serving.state import AppState
 from modelport.serving.watcher import Watcher
 from modelport.settings import Settings
@@ -59,6 +59,8 @@ def create_app(settings: Settings | None = None, *, client: Client | None = None
         prediction_log=prediction_log,
     )
     plane.pool.observer = metrics.pool_observer()
+    if plane.shadows is not None:
+        plane.shadows.observer = metrics.shadow_observer()
     watcher = Watcher(client, metrics=metrics)
 
     @asynccontextmanager
@@ -99,6 +101,8 @@ def create_app(settings: Settings | None = None, *, client: Client | None = None
     app.include_router(control.router)
     app.include_router(feedback.router)
     app.include_router(watch.router)
+    app.include_router(compare.router)
+    app.include_router(rollouts.router)
 
     @app.get("/metrics", tags=["metrics"], response_class=Response)
     def prometheus_metrics() -> Response:

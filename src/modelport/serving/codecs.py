@@ -144,6 +144,7 @@ def encode_result(result: PredictResult) -> bytes:
         model=result.version.name,
         version=result.version.version,
         endpoint=result.endpoint,
+        variant=result.variant,
         prediction_ids=result.prediction_ids,
     )
     return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)

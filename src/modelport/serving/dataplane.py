@@ -26,26 +26,35 @@ from modelport.artifacts import LocalArtifactStore
 from modelport.client import RuntimeKind, load_runtime, runtime_kind
 from modelport.errors import ModelportError, NotFound
 from modelport.monitoring.logwriter import PredictionLog
-from modelport.monitoring.records import new_prediction_ids
-from modelport.registry import Deployment, ModelVersion, Registry, ServingOptions
+from modelport.monitoring.records import label_text, new_prediction_ids
+from modelport.registry import Deployment, ModelVersion, Registry, Routing, ServingOptions
 from modelport.runtimes.base import Prediction, Runtime
 from modelport.serving.batcher import Batcher, BatchingConfig, BatchObserver, BatchStats
 from modelport.serving.pool import ModelPool, VersionKey
+from modelport.serving.router import Router
+from modelport.serving.shadow import ShadowRunner
 from modelport.settings import Settings
-from modelport.signature import Columns, Table
+from modelport.signature import Columns
 
 log = logging.getLogger(__name__)
 
 #: Decoded request input: named columns, or positional rows in signature order.
 RawInput = Mapping[str, Any] | Sequence[Any]
+#: Reads a request header by (lower-case) name; None when absent.
+Header = Callable[[str], str | None]
 
 
 @dataclass
 class EndpointState:
-    """An endpoint as this server sees it: what it serves now and what is on its way."""
+    """An endpoint as this server sees it: what it serves now and what is on its way.
+
+    ``versions`` holds every variant's version by variant name (``fraud-v3``), live and
+    shadow; ``router`` picks among the live ones.
+    """
 
     deployment: Deployment
-    versions: dict[int, ModelVersion]
+    versions: dict[str, ModelVersion]
+    router: Router
     pending: Deployment | None = None
     error: str | None = None
 
@@ -55,18 +64,27 @@ class EndpointState:
 
     @property
     def version(self) -> ModelVersion:
-        primary = self.deployment.spec.primary
-        return self.versions[primary.version]
+        """The primary variant's version (the largest live share)."""
+        return self.versions[self.deployment.spec.primary.name]
 
     @property
     def serving(self) -> ServingOptions:
         return self.deployment.spec.serving
+
+    @property
+    def routing(self) -> Routing:
+        return self.deployment.spec.routing
 
     def kind(self, version: ModelVersion) -> RuntimeKind:
         return runtime_kind(version, self.serving.runtime)
 
     def runtime_keys(self) -> set[VersionKey]:
         return {(v.name, v.version, self.kind(v)) for v in self.versions.values()}
+
+    def by_number(self, version: int) -> ModelVersion | None:
+        """The served version of the primary's model with this number, if any."""
+        model = self.deployment.spec.primary.model
+        return self.versions.get(f"{model}-v{version}")
 
 
 @dataclass
@@ -77,6 +95,12 @@ class PredictResult:
     prediction_ids: list[str]
     latency_s: float
     rows: int = field(default=0)
+    #: the variant that answered (``fraud-v4``); its version's name and number if unset
+    variant: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.variant:
+            self.variant = f"{self.version.name}-v{self.version.version}"
 
 
 class DataPlane:
@@ -102,12 +126,17 @@ class DataPlane:
         self._synced = False
         self._watcher: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=max(4, os.cpu_count() or 1))
-        self._batchers: dict[tuple[str, int, str], tuple[Runtime, Batcher]] = {}
+        #: (endpoint, model, version, kind): variants of two models may share a number
+        self._batchers: dict[tuple[str, str, int, str], tuple[Runtime, Batcher]] = {}
         self._closing: set[asyncio.Task[None]] = set()
         #: makes the per-batch callback for an endpoint's version (the metrics hook)
         self.batch_observer = batch_observer
         #: where answered and failed requests are recorded; None: not recorded
         self.prediction_log = prediction_log
+        #: runs shadow variants off the hot path (None: shadows are not run)
+        self.shadows: ShadowRunner | None = None
+        if settings.shadow_max_pending > 0:
+            self.shadows = ShadowRunner(self, settings.shadow_max_pending, settings.shadow_threads)
 
     def _load(self, version: ModelVersion, kind: str) -> Runtime:
         return load_runtime(
@@ -129,6 +158,8 @@ class DataPlane:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
         await asyncio.gather(*(b.close() for _, b in self._batchers.values()), *self._closing)
+        if self.shadows is not None:
+            await self.shadows.close()
         await self.pool.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
@@ -161,12 +192,13 @@ class DataPlane:
 
     async def _apply(self, deployment: Deployment) -> None:
         versions = {
-            v.version: await asyncio.to_thread(self.registry.get_version, v.model, v.version)
+            v.name: await asyncio.to_thread(self.registry.get_version, v.model, v.version)
             for v in deployment.spec.variants
         }
+        router = Router.build(deployment.spec.variants, versions)
         state = self.endpoints.get(deployment.endpoint)
         if state is None:
-            state = EndpointState(deployment=deployment, versions=versions)
+            state = EndpointState(deployment=deployment, versions=versions, router=router)
             self.endpoints[deployment.endpoint] = state
             if self.settings.load_mode == "eager":
                 await self._load_all(state, deployment, versions)
@@ -177,12 +209,12 @@ class DataPlane:
             if not ok and state.pending is deployment:
                 return  # keep serving the old version; the error is on the endpoint
         if state.pending is deployment:
-            state.deployment, state.versions, state.pending = deployment, versions, None
-            state.error = None
-            log.info("endpoint %s now serves %s", deployment.endpoint, state.version.uri)
+            state.deployment, state.versions, state.router = deployment, versions, router
+            state.pending, state.error = None, None
+            log.info("endpoint %s now serves %s", deployment.endpoint, _describe(deployment))
 
     async def _load_all(
-        self, state: EndpointState, deployment: Deployment, versions: dict[int, ModelVersion]
+        self, state: EndpointState, deployment: Deployment, versions: dict[str, ModelVersion]
     ) -> bool:
         choice = deployment.spec.serving.runtime
         slots = await asyncio.gather(
@@ -211,7 +243,7 @@ class DataPlane:
 
     def endpoint_ready(self, endpoint: str, version: int | None = None) -> bool:
         state = self.endpoint(endpoint)
-        mv = state.versions.get(version) if version is not None else state.version
+        mv = state.by_number(version) if version is not None else state.version
         if mv is None:
             return False
         return self.pool.state((mv.name, mv.version, state.kind(mv))) == "ready"
@@ -228,34 +260,59 @@ class DataPlane:
         return state
 
     async def version_for(self, endpoint: str, version: int | None) -> ModelVersion:
-        """The version a request should use: the deployment's, or one it names."""
+        """The version a request names (the primary's model), or the primary's."""
         state = self.endpoint(endpoint)
         if version is None:
             return state.version
-        if version in state.versions:
-            return state.versions[version]
+        served = state.by_number(version)
+        if served is not None:
+            return served
         model = state.version.name
         return await asyncio.to_thread(self.registry.get_version, model, version)
 
+    def route(
+        self, endpoint: str, raw: RawInput | None = None, header: Header | None = None
+    ) -> ModelVersion:
+        """The live variant that answers a request: sticky by the deployment's header or
+        input field when it names one and the request has it, else random by weight."""
+        state = self.endpoint(endpoint)
+        router = state.router
+        if len(router.live) == 1:
+            return router.live[0][1]
+        return router.choose(_sticky_key(state.routing, raw, header))[1]
+
     async def predict(
-        self, endpoint: str, raw: RawInput, *, version: int | None = None
+        self,
+        endpoint: str,
+        raw: RawInput,
+        *,
+        version: int | ModelVersion | None = None,
+        header: Header | None = None,
     ) -> PredictResult:
-        """Validate ``raw`` against the version's signature and predict."""
+        """Validate ``raw`` against the chosen variant's signature and predict.
+
+        ``version`` pins a version (a number: of the primary's model); otherwise the
+        router picks a live variant (``header`` reads request headers for a sticky
+        key). Shadow variants get a copy of the request after the answer, off the hot
+        path.
+        """
         started = time.perf_counter()
         try:
-            mv = await self.version_for(endpoint, version)
+            state = self.endpoint(endpoint)
+            if isinstance(version, ModelVersion):
+                mv = version
+            elif version is not None:
+                mv = await self.version_for(endpoint, version)
+            elif len(state.router.live) == 1:
+                mv = state.router.live[0][1]
+            else:
+                mv = state.router.choose(_sticky_key(state.routing, raw, header))[1]
         except ModelportError as exc:
             self.log_failure(endpoint, exc, started=started)
             raise
         columns: Columns | None = None
         try:
-            if isinstance(raw, Table):
-                columns = mv.signature.coerce_table(raw)
-            elif isinstance(raw, Mapping):
-                columns = mv.signature.coerce(raw)
-            else:
-                columns = mv.signature.coerce_matrix(raw)
-            state = self.endpoints[endpoint]
+            columns = mv.signature.coerce_any(raw)
             kind = state.kind(mv)
             runtime = await self.pool.get(mv, self.settings.load_wait_seconds, kind)
             batcher = self._batcher(endpoint, mv, kind, runtime, state.serving)
@@ -267,10 +324,11 @@ class DataPlane:
         n = len(next(iter(columns.values())))
         ids = new_prediction_ids(n)
         latency = time.perf_counter() - started
+        variant = f"{mv.name}-v{mv.version}"
         if self.prediction_log is not None:
-            self.prediction_log.record(
-                endpoint, mv, f"{mv.name}-v{mv.version}", ids, columns, prediction, latency
-            )
+            self.prediction_log.record(endpoint, mv, variant, ids, columns, prediction, latency)
+        if state.router.shadows and self.shadows is not None:
+            self.shadows.submit(endpoint, state, raw, ids, latency, (mv.signature, columns))
         return PredictResult(
             endpoint=endpoint,
             version=mv,
@@ -278,6 +336,7 @@ class DataPlane:
             prediction_ids=ids,
             latency_s=latency,
             rows=n,
+            variant=variant,
         )
 
     def log_failure(
@@ -311,7 +370,7 @@ class DataPlane:
         options: ServingOptions,
     ) -> Batcher:
         """The endpoint's batcher for this runtime (a reloaded runtime gets a new one)."""
-        key = (endpoint, mv.version, kind)
+        key = (endpoint, mv.name, mv.version, kind)
         current = self._batchers.get(key)
         config = BatchingConfig(
             max_batch_size=options.max_batch_size,
@@ -332,9 +391,9 @@ class DataPlane:
         self._batchers[key] = (runtime, batcher)
         return batcher
 
-    def batch_stats(self, endpoint: str, version: int, kind: str) -> dict[str, Any] | None:
+    def batch_stats(self, endpoint: str, version: ModelVersion, kind: str) -> dict[str, Any] | None:
         """This process's batching totals for an endpoint's version, if it served any."""
-        current = self._batchers.get((endpoint, version, kind))
+        current = self._batchers.get((endpoint, version.name, version.version, kind))
         if current is None:
             return None
         stats: BatchStats = current[1].stats
@@ -364,7 +423,41 @@ class DataPlane:
                     "pending_revision": state.pending.revision if state.pending else None,
                     "error": state.error,
                     "serving": state.serving.to_dict(),
-                    "batching": self.batch_stats(name, mv.version, state.kind(mv)),
+                    "batching": self.batch_stats(name, mv, state.kind(mv)),
+                    "variants": [
+                        {
+                            "variant": v.name,
+                            "weight": 0.0 if v.shadow else v.weight,
+                            "shadow": v.shadow,
+                            "state": self.pool.state(
+                                (v.model, v.version, state.kind(state.versions[v.name]))
+                            )
+                            or "not loaded",
+                        }
+                        for v in state.deployment.spec.variants
+                    ],
+                    "routing": state.routing.to_dict(),
                 }
             )
         return out
+
+
+def _sticky_key(routing: Routing, raw: RawInput | None, header: Header | None) -> str | None:
+    """The request's sticky key: the routing header's value, else the routing field's
+    value in the first row; None when the deployment names neither or the request lacks it."""
+    if routing.sticky_header is not None and header is not None:
+        value = header(routing.sticky_header.lower())
+        if value:
+            return value
+    if routing.sticky_field is not None and isinstance(raw, Mapping):
+        column = raw.get(routing.sticky_field)
+        if column is not None and len(column):
+            return label_text(column[0])
+    return None
+
+
+def _describe(deployment: Deployment) -> str:
+    spec = deployment.spec
+    live = ", ".join(f"{v.uri} {v.weight:g}%" for v in spec.live)
+    shadows = "".join(f", shadow {v.uri}" for v in spec.shadows)
+    return live + shadows

@@ -154,10 +154,26 @@ class FastPath:
         headers = dict(scope["headers"])
         body = await read_limited(receive, headers.get(b"content-length"), self.max_body_bytes)
         kind, endpoint, version = target
+        header = _header_reader(headers)
         if kind == "native":
             content_type = headers.get(b"content-type", _JSON).decode("latin-1")
-            return await handlers.native_predict(self.plane, endpoint, body, content_type)
+            return await handlers.native_predict(self.plane, endpoint, body, content_type, header)
         length = headers.get(b"inference-header-content-length")
         return await handlers.v2_infer(
-            self.plane, endpoint, version, body, length.decode("latin-1") if length else None
+            self.plane,
+            endpoint,
+            version,
+            body,
+            length.decode("latin-1") if length else None,
+            header,
         )
+
+
+def _header_reader(headers: dict[bytes, bytes]) -> Callable[[str], str | None]:
+    """A request header by lower-case name (ASGI headers are lower-case bytes)."""
+
+    def read(name: str) -> str | None:
+        value = headers.get(name.encode("latin-1"))
+        return value.decode("latin-1") if value is not None else None
+
+    return read

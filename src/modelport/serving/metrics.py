@@ -25,7 +25,10 @@ served is ``-``; "live" gauges sum the running workers):
 | modelport_loaded_models | live gauge | state | versions loading, ready, failed |
 | modelport_model_memory_bytes | live gauge | model, version, kind | estimated memory (see below) |
 | modelport_prediction_log_rows_total | counter | outcome | log rows written or dropped |
+| modelport_shadow_requests_total | counter | endpoint, variant, outcome | shadow copies |
 
+A shadow copy's ``outcome`` is ``answered``, ``failed`` (its model or its validation
+failed) or ``shed`` (``shadow_max_pending`` copies were already queued; never run).
 ``kind`` of an error is its ``ModelportError.code`` (``invalid_input``, ``not_found``,
 ``payload_too_large``, ``model_loading``, ``prediction_failed`` ...) or ``internal``. A
 model call is concatenating a batch, ``runtime.predict`` and splitting it, so queue wait
@@ -173,6 +176,12 @@ class ServingMetrics:
             ["outcome"],
             registry=r,
         )
+        self.shadow_requests = Counter(
+            "modelport_shadow_requests",
+            "Copies of live requests sent to shadow variants: answered, failed or shed.",
+            ["endpoint", "variant", "outcome"],
+            registry=r,
+        )
         self._monitor_families(r)
 
     def _monitor_families(self, r: CollectorRegistry) -> None:
@@ -268,6 +277,20 @@ class ServingMetrics:
         def observe(outcome: str, rows: int) -> None:
             child = children.get(outcome)
             (child if child is not None else self.log_rows.labels(outcome)).inc(rows)
+
+        return observe
+
+    def shadow_observer(self) -> Callable[[str, str, str], None]:
+        """The callback a `ShadowRunner` calls with ``(endpoint, variant, outcome)`` per
+        shadow copy (on the event loop); a label set's child is resolved once."""
+        children: dict[tuple[str, str, str], Counter] = {}
+
+        def observe(endpoint: str, variant: str, outcome: str) -> None:
+            key = (endpoint, variant, outcome)
+            child = children.get(key)
+            if child is None:
+                child = children[key] = self.shadow_requests.labels(*key)
+            child.inc()
 
         return observe
 

@@ -1,4 +1,4 @@
-"""The server's watch loop: monitor every endpoint, export the gauges, evaluate alerts.
+"""The server's background loops: monitor and alert, and drive rollouts.
 
 Every ``monitor_interval_seconds`` one process per environment (whoever holds the
 ``watch/<environment>`` lease in the registry database, among workers and replicas)
@@ -7,6 +7,11 @@ evaluates the alert rules. The others wait; when the holder stops, its lease run
 and another takes over. Nothing here is on the request path, and only the holder
 loads what monitoring needs (pandas, SciPy, DuckDB): a worker that only predicts
 stays small.
+
+Every ``rollout_interval_seconds`` the holder of the ``rollouts/<environment>`` lease
+runs the rollout driver (`modelport.rollouts.Rollouts.tick`): it judges running
+rollouts whose step interval is over and starts rollouts for followed aliases that
+moved. A rollback's incident goes out through the same alert engine and routes.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import contextlib
 import logging
 import os
 import socket
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -27,7 +33,10 @@ from modelport.serving.metrics import ServingMetrics
 
 if TYPE_CHECKING:
     from modelport.alerting.engine import AlertEngine, Evaluation
+    from modelport.alerting.model import Alert
     from modelport.monitoring.monitor import Monitor
+    from modelport.registry.rollouts import Rollout
+    from modelport.rollouts import Rollouts
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +53,9 @@ class Watcher:
         self.watch = WatchStore(client.registry.engine)
         self.holder = f"{socket.gethostname()}-{os.getpid()}"
         self.lease = f"watch/{settings.env}"
-        self._task: asyncio.Task[None] | None = None
+        self.rollout_interval = settings.rollout_interval_seconds
+        self.rollout_lease = f"rollouts/{settings.env}"
+        self._tasks: list[asyncio.Task[None]] = []
 
     @cached_property
     def monitor(self) -> Monitor:
@@ -68,26 +79,54 @@ class Watcher:
             base_url=self.client.settings.base_url,
         )
 
+    @cached_property
+    def rollouts(self) -> Rollouts:
+        from modelport.rollouts import Rollouts
+
+        return Rollouts(
+            self.client,
+            environment=self.environment,
+            announce=self._announce,
+            logs=self.monitor.logs,
+            labels=self.monitor.labels,
+        )
+
     def start(self) -> None:
+        loop = asyncio.get_running_loop()
         if self.interval > 0:
-            self._task = asyncio.get_running_loop().create_task(self._run())
+            self._tasks.append(loop.create_task(self._run(self.interval, self.tick)))
+        if self.rollout_interval > 0:
+            self._tasks.append(loop.create_task(self._run(self.rollout_interval, self.drive)))
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            await asyncio.to_thread(self.watch.release_lease, self.lease, self.holder)
+                await task
+        for lease in (self.lease, self.rollout_lease):
+            await asyncio.to_thread(self.watch.release_lease, lease, self.holder)
         if "engine" in self.__dict__:  # built only by a process that held the lease
             await asyncio.to_thread(self.engine.close)
 
-    async def _run(self) -> None:
+    async def _run(self, interval: float, step: Callable[[], object]) -> None:
         while True:
-            await asyncio.sleep(self.interval)
+            await asyncio.sleep(interval)
             try:
-                await asyncio.to_thread(self.tick)
+                await asyncio.to_thread(step)
             except Exception:  # the registry or the log being away must not stop the loop
-                log.exception("watch loop failed; will retry")
+                log.exception("%s loop failed; will retry", step.__name__)
+
+    def drive(self, now: datetime | None = None) -> list[Rollout] | None:
+        """One round of the rollout driver, if this process holds its lease: judge
+        running rollouts whose interval is over, follow moved aliases."""
+        ttl = max(3 * self.rollout_interval, 10.0)
+        if not self.watch.acquire_lease(self.rollout_lease, self.holder, ttl):
+            return None
+        return self.rollouts.tick(now)
+
+    def _announce(self, alert: Alert, diagnosis: dict[str, Any]) -> int:
+        incident, _ = self.engine.announce(alert, diagnosis)
+        return incident
 
     def tick(self, now: datetime | None = None) -> Evaluation | None:
         """One round, if this process holds the lease: monitor, keep, export, alert."""

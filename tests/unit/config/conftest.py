@@ -18,6 +18,13 @@ from sklearn.linear_model import LogisticRegression
 WriteYaml = Callable[[str], Path]
 
 
+def at(path: Path, needle: str, column: int | None = None) -> str:
+    """``file:line:`` (or ``file:line:col:``) of the one line of ``path`` holding ``needle``."""
+    lines = [n for n, text in enumerate(path.read_text().splitlines(), 1) if needle in text]
+    assert len(lines) == 1, f"{needle!r} is on lines {lines}"
+    return f"{path}:{lines[0]}:" + (f"{column}:" if column is not None else "")
+
+
 def _frame() -> pd.DataFrame:
     rng = np.random.default_rng(0)
     frame = pd.DataFrame({"amount": rng.normal(size=40), "age": rng.normal(size=40)})

@@ -29,6 +29,7 @@ BASE = [
     "status",
     "error",
     "latency_s",
+    "shadow",
 ]
 
 

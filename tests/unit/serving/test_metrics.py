@@ -174,7 +174,9 @@ class HeldPlane:
         self.entered = asyncio.Event()
         self.release = asyncio.Event()
 
-    async def predict(self, endpoint: str, raw: Any, *, version: int | None = None) -> Any:
+    async def predict(
+        self, endpoint: str, raw: Any, *, version: Any = None, header: Any = None
+    ) -> Any:
         self.entered.set()
         await self.release.wait()
         raise errors.Unavailable(f"{endpoint} is held")

@@ -41,7 +41,10 @@ async def predict(endpoint: str, request: Request) -> Response:
     state = app_state(request)
     body = await read_body(request, state.settings.max_body_bytes)
     content_type = request.headers.get("content-type", "application/json")
-    return reply_response(await handlers.native_predict(state.plane, endpoint, body, content_type))
+    reply = await handlers.native_predict(
+        state.plane, endpoint, body, content_type, request.headers.get
+    )
+    return reply_response(reply)
 
 
 @router.get("/v1/endpoints")

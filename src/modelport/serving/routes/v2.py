@@ -44,7 +44,9 @@ async def ready(request: Request) -> Response:
 async def metadata(name: str, request: Request, version: str | None = None) -> Response:
     plane = app_state(request).plane
     mv = await plane.version_for(name, version_number(version))
-    served = [str(v) for v in sorted(plane.endpoint(name).versions)]
+    state = plane.endpoint(name)
+    model = state.version.name
+    served = [str(v) for v in sorted(m.version for m in state.versions.values() if m.name == model)]
     return json_response(model_metadata(name, mv, served))
 
 
@@ -70,6 +72,6 @@ async def infer(name: str, request: Request, version: str | None = None) -> Resp
     state = app_state(request)
     body = await read_body(request, state.settings.max_body_bytes)
     reply = await handlers.v2_infer(
-        state.plane, name, version, body, request.headers.get(HEADER_LENGTH)
+        state.plane, name, version, body, request.headers.get(HEADER_LENGTH), request.headers.get
     )
     return reply_response(reply)
