@@ -205,3 +205,21 @@ def test_a_bad_candidate_is_rolled_back_at_its_first_judgement_and_the_owner_tol
     assert done.incident_id is not None
     incident = WatchStore(client.registry.engine).get_incident(done.incident_id)
     assert incident.diagnosis["failed_checks"][0]["check"] == check
+
+
+def test_a_rollout_goes_on_after_its_server_restarts(
+    client: Client, tmp_path: Path, scorer: Callable[[], LiveServer]
+) -> None:
+    first = scorer()
+    version = register(client, tmp_path, GOOD)
+    rollout = client.rollouts("production").start("scorer", f"models:/scorer/{version}")
+    with Load(first):
+        time.sleep(0.5)
+    stop_server(first)  # before its first judgement
+    assert client.rollouts("production").get(rollout.id).step == 0
+    second = scorer()
+    with Load(second) as load:
+        done = wait_until_over(client, rollout.id)
+    assert done.state == "succeeded" and load.failures == []
+    steps = [e for e in client.history("scorer") if e.action == "rollout"]
+    assert len(steps) == 3  # each step taken once
