@@ -73,6 +73,22 @@ class Settings(BaseSettings):
         description="How often a server checks running rollouts and followed aliases "
         "(0: never; another server must drive them).",
     )
+    online_store: str = Field(
+        default="sqlite",
+        description="Where online features live: sqlite (a file in home, shared by the "
+        "server and the CLI), memory (this process only), or a redis:// URL.",
+    )
+    feature_timeout_seconds: float = Field(
+        default=0.25,
+        gt=0,
+        description="Longest wait for the online store on a prediction before it fails "
+        "with 503 (or uses the views' defaults).",
+    )
+    stream_url: str | None = Field(
+        default=None,
+        description="redis:// URL of the event streams (Redis Streams); default: the "
+        "online store's Redis, else an in-process queue.",
+    )
     poll_interval_seconds: float = Field(
         default=1.0, description="How often the server checks the registry for changes."
     )
@@ -137,6 +153,11 @@ class Settings(BaseSettings):
     @property
     def logs_path(self) -> Path:
         return self.log_dir or self.home / "logs"
+
+    @property
+    def online_path(self) -> Path:
+        """The SQLite online store's file."""
+        return self.home / "online.db"
 
     @property
     def base_url(self) -> str:

@@ -254,6 +254,7 @@ class DeploymentSpec:
 
     ``follow`` (``fraud@champion``) makes the endpoint follow a registry alias: when the
     alias moves, a rollout to the new version starts with ``rollout`` (the policy).
+    ``features`` names the feature views joined onto each request by entity key.
     """
 
     variants: tuple[Variant, ...]
@@ -261,6 +262,8 @@ class DeploymentSpec:
     routing: Routing = field(default_factory=Routing)
     rollout: RolloutPolicy = field(default_factory=RolloutPolicy)
     follow: str | None = None
+    #: feature views whose values the server joins onto each request (by entity key)
+    features: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         names = [v.name for v in self.variants]
@@ -293,6 +296,8 @@ class DeploymentSpec:
             out["rollout"] = self.rollout.to_dict()
         if self.follow is not None:
             out["follow"] = self.follow
+        if self.features:
+            out["features"] = list(self.features)
         return out
 
     @classmethod
@@ -303,6 +308,7 @@ class DeploymentSpec:
             routing=Routing.from_dict(data.get("routing")),
             rollout=RolloutPolicy.from_dict(data.get("rollout")),
             follow=data.get("follow"),
+            features=tuple(data.get("features") or ()),
         )
 
     def with_variants(self, variants: Sequence[Variant]) -> DeploymentSpec:

@@ -209,3 +209,13 @@ rollouts = sa.Table(
     sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
     sa.Index("ix_rollouts_env_endpoint", "environment", "endpoint"),
 )
+
+feature_views = sa.Table(
+    "feature_views",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("spec", sa.JSON, nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_by", sa.String(256), nullable=True),
+)

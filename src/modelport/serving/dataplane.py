@@ -20,14 +20,19 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from modelport.artifacts import LocalArtifactStore
 from modelport.client import RuntimeKind, load_runtime, runtime_kind
-from modelport.errors import ModelportError, NotFound
+from modelport.errors import InvalidInput, ModelportError, NotFound, Unavailable
+from modelport.features.enrich import Enricher
+from modelport.features.online import MemoryStore, open_store
+from modelport.features.views import FeatureView
 from modelport.monitoring.logwriter import PredictionLog
 from modelport.monitoring.records import label_text, new_prediction_ids
 from modelport.registry import Deployment, ModelVersion, Registry, Routing, ServingOptions
+from modelport.registry.features import FeatureViewStore
 from modelport.runtimes.base import Prediction, Runtime
 from modelport.serving.batcher import Batcher, BatchingConfig, BatchObserver, BatchStats
 from modelport.serving.pool import ModelPool, VersionKey
@@ -57,6 +62,9 @@ class EndpointState:
     router: Router
     pending: Deployment | None = None
     error: str | None = None
+    #: the feature views joined onto requests, and why some could not be found
+    views: tuple[FeatureView, ...] = ()
+    view_error: str | None = None
 
     @property
     def name(self) -> str:
@@ -160,6 +168,9 @@ class DataPlane:
         await asyncio.gather(*(b.close() for _, b in self._batchers.values()), *self._closing)
         if self.shadows is not None:
             await self.shadows.close()
+        if "enricher" in self.__dict__:
+            self.enricher.store.close()
+            self._feature_reads.shutdown(wait=False, cancel_futures=True)
         await self.pool.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
@@ -180,6 +191,11 @@ class DataPlane:
             del self.endpoints[gone]
         changes = [d for d in deployments if self._is_new(d)]
         await asyncio.gather(*(self._apply(d) for d in changes))
+        if any(d.spec.features for d in deployments):
+            store = FeatureViewStore(self.registry.engine)
+            views = {v.name: v for v in await asyncio.to_thread(store.list)}
+            for state in self.endpoints.values():
+                _bind_views(state, views)
         self._pin()
         self._synced = True
 
@@ -312,6 +328,8 @@ class DataPlane:
             raise
         columns: Columns | None = None
         try:
+            if state.deployment.spec.features:
+                raw = await self._enrich(state, raw)
             columns = mv.signature.coerce_any(raw)
             kind = state.kind(mv)
             runtime = await self.pool.get(mv, self.settings.load_wait_seconds, kind)
@@ -338,6 +356,34 @@ class DataPlane:
             rows=n,
             variant=variant,
         )
+
+    async def _enrich(self, state: EndpointState, raw: RawInput) -> RawInput:
+        """``raw`` with the endpoint's feature views joined on (off the event loop when
+        the store is remote)."""
+        if state.view_error is not None or len(state.views) != len(state.deployment.spec.features):
+            raise Unavailable(
+                state.view_error or f"the feature views of {state.name} are not loaded yet",
+                hint="declare the views (modelport.yaml features:) and apply",
+            )
+        if not isinstance(raw, Mapping):
+            raise InvalidInput(
+                f"endpoint {state.name} joins feature views by entity key: name the request's "
+                "columns (dataframe_split, dataframe_records or inputs as an object)"
+            )
+        enricher = self.enricher
+        if isinstance(enricher.store, MemoryStore):
+            return enricher.enrich(state.views, raw)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._feature_reads, enricher.enrich, state.views, raw)
+
+    @cached_property
+    def enricher(self) -> Enricher:
+        """Built on first use: servers without feature views never open a store."""
+        return Enricher(open_store(self.settings))
+
+    @cached_property
+    def _feature_reads(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(4, thread_name_prefix="modelport-features")
 
     def log_failure(
         self,
@@ -440,6 +486,17 @@ class DataPlane:
                 }
             )
         return out
+
+
+def _bind_views(state: EndpointState, views: Mapping[str, FeatureView]) -> None:
+    names = state.deployment.spec.features
+    missing = [name for name in names if name not in views]
+    state.views = tuple(views[name] for name in names if name in views)
+    state.view_error = (
+        f"endpoint {state.name} needs feature view(s) {missing}, which do not exist"
+        if missing
+        else None
+    )
 
 
 def _sticky_key(routing: Routing, raw: RawInput | None, header: Header | None) -> str | None:

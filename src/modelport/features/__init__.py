@@ -1,0 +1,2 @@
+"""Features: views, online stores, streams and enrichment at prediction time (see
+docs/features.md)."""
