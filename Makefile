@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8000
 
-.PHONY: help setup demo test test-fast lint typecheck bench bench-fast bench-batching bench-log bench-shadow services clean
+.PHONY: help setup demo test test-fast lint typecheck bench bench-fast bench-batching bench-log bench-shadow bench-stream bench-features services clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -47,6 +47,10 @@ bench-fast: $(STAMP) ## Fast-path benchmark under wrk vs 3 baselines (~14 min; A
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python bench/fast_bench.py $(ARGS)
 
+bench-features: $(STAMP) ## Online feature lookups from Redis, enrichment vs none (~2 min; ARGS=--quick)
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	cd bench && ../$(BIN)/python features_bench.py $(ARGS)
+
 bench-log: $(STAMP) ## Prediction log on vs off under wrk, same run (~6 min; ARGS=--quick ~2)
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python bench/log_bench.py $(ARGS)
@@ -54,6 +58,9 @@ bench-log: $(STAMP) ## Prediction log on vs off under wrk, same run (~6 min; ARG
 bench-shadow: $(STAMP) ## Live latency with no / a 2 s-sleeping / a raising shadow (~3 min; ARGS=--quick ~1)
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python bench/shadow_bench.py $(ARGS)
+
+bench-stream: $(STAMP) services ## Stream ingestion into Redis vs bare XREADGROUP+XACK, same run (~1 min)
+	$(BIN)/python bench/stream_bench.py $(ARGS)
 
 clean: ## Remove demo state
 	rm -rf .modelport demo

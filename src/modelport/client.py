@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import getpass
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -57,6 +58,7 @@ from modelport.uri import ModelRef, check_name, parse_model_uri
 if TYPE_CHECKING:
     import pandas as pd
 
+    from modelport.features.api import Features
     from modelport.monitoring.labels import LabelStore
     from modelport.registry.rollouts import Rollout
     from modelport.rollouts import Rollouts
@@ -156,7 +158,16 @@ class Client:
         return self.settings.user or getpass.getuser()
 
     def close(self) -> None:
+        if "features" in self.__dict__:
+            self.features.close()
         self.registry.close()
+
+    @functools.cached_property
+    def features(self) -> Features:
+        """Feature views: materialize, push, online values, point-in-time history."""
+        from modelport.features.api import Features
+
+        return Features(self)
 
     # -- registration --------------------------------------------------------
 
@@ -367,10 +378,12 @@ class Client:
         env: str = "production",
         reason: str | None = None,
         serving: ServingOptions | None = None,
+        features: Sequence[str] | None = None,
     ) -> Deployment:
         """Point ``endpoint`` in ``env`` at the version ``uri`` names (aliases resolve now),
-        at once and alone. An existing deployment's routing and rollout policy are kept;
-        it stops following an alias (a hand-picked version wins)."""
+        at once and alone. An existing deployment's routing, rollout policy and feature
+        views are kept (``features`` replaces the views); it stops following an alias (a
+        hand-picked version wins)."""
         version = self.get_version(uri)
         spec = DeploymentSpec.single(version.name, version.version, source=uri, serving=serving)
         try:
@@ -378,7 +391,16 @@ class Client:
         except NotFound:
             current = None
         if current is not None:
-            spec = replace(spec, routing=current.routing, rollout=current.rollout)
+            spec = replace(
+                spec, routing=current.routing, rollout=current.rollout, features=current.features
+            )
+        if features is not None:
+            from modelport.registry.features import FeatureViewStore
+
+            views = FeatureViewStore(self.registry.engine)
+            for name in features:
+                views.get(name)  # NotFound, naming the views there are
+            spec = replace(spec, features=tuple(features))
         return self.registry.set_deployment(env, endpoint, spec, actor=self.user, reason=reason)
 
     def undeploy(self, endpoint: str, *, env: str = "production") -> None:

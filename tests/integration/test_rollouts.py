@@ -39,7 +39,7 @@ SLOW = (
     "import time\n"
     "class Model:\n"
     "    def predict(self, frame):\n"
-    "        time.sleep(0.05)\n"
+    "        time.sleep(0.3)\n"
     "        return frame['a'] * 2\n"
 )
 POLICY = RolloutPolicy(steps=(10.0, 50.0, 100.0), interval_s=2.0, min_requests=20)

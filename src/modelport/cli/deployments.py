@@ -29,6 +29,10 @@ def deploy(
     batching: Annotated[bool, typer.Option(help="Coalesce concurrent requests.")] = True,
     max_batch_size: Annotated[int, typer.Option(help="Most rows per model call.")] = 64,
     max_wait_ms: Annotated[float, typer.Option(help="Longest wait for company, ms.")] = 0.0,
+    features: Annotated[
+        str | None,
+        typer.Option(help="Feature views joined onto requests by entity key: a,b ('' none)."),
+    ] = None,
 ) -> None:
     """Serve a model version at ENDPOINT in an environment."""
     from modelport.config.schema import ServingSpec
@@ -44,7 +48,8 @@ def deploy(
             ).options()
         except ValueError as exc:
             raise errors.InvalidInput(f"invalid serving option: {exc}") from exc
-        d = c.client.deploy(endpoint, uri, env=env, reason=reason, serving=serving)
+        views = None if features is None else [v for v in features.split(",") if v.strip()]
+        d = c.client.deploy(endpoint, uri, env=env, reason=reason, serving=serving, features=views)
     emit(
         c,
         d.to_dict(),

@@ -16,8 +16,10 @@ from modelport import __version__, errors
 from modelport.cli import compare, deployments, feedback, rollouts
 from modelport.cli.common import Ctx, emit, handled, out, read_frame
 from modelport.cli.deployments import EnvOption
+from modelport.cli.features import features_app
 from modelport.cli.logs import logs_app
 from modelport.cli.models import models_app
+from modelport.cli.stream import stream_app
 from modelport.cli.watch import alerts_app, incidents_app, monitor_app
 from modelport.settings import Settings
 
@@ -28,6 +30,8 @@ app.add_typer(monitor_app, name="monitor")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(incidents_app, name="incidents")
 app.add_typer(rollouts.rollout_app, name="rollout")
+app.add_typer(features_app, name="features")
+app.add_typer(stream_app, name="stream")
 for command in (
     deployments.deploy,
     deployments.undeploy,

@@ -1,6 +1,7 @@
 """A plan for a `modelport.yaml`: the changes, the steps that make them, and `apply`.
 
-A `Plan` holds one step per model, version, alias and deployment; each step knows
+A `Plan` holds one step per model, version, alias, feature view and deployment
+(and the alerting document); each step knows
 its `Change` (create, update or unchanged) and how to carry it out. `apply` runs the
 steps in order; `modelport.config.planner` builds plans from a config file.
 
@@ -22,6 +23,7 @@ from modelport.client import Client
 from modelport.config.schema import ModelSpec, VersionSpec
 from modelport.durations import format_duration
 from modelport.errors import ModelportError
+from modelport.features.views import FeatureView
 from modelport.registry import (
     DeploymentSpec,
     ModelVersion,
@@ -31,11 +33,12 @@ from modelport.registry import (
     Variant,
 )
 from modelport.registry.entities import SHADOW_STEP
+from modelport.registry.features import FeatureViewStore
 
 if TYPE_CHECKING:
     import pandas as pd
 
-ChangeKind = Literal["model", "version", "alias", "deployment", "alerting"]
+ChangeKind = Literal["model", "version", "alias", "features", "deployment", "alerting"]
 Action = Literal["create", "update", "unchanged"]
 
 SYMBOLS: dict[Action, str] = {"create": "+", "update": "~", "unchanged": "="}
@@ -46,10 +49,11 @@ SAMPLE_READERS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 @dataclass(frozen=True)
 class Change:
-    """One line of a plan: what happens to one model, version, alias or deployment.
+    """One line of a plan: what happens to one model, version, alias, feature view
+    (kind ``features``) or deployment.
 
     ``target`` names the thing (``fraud``, ``fraud v(new)``, ``fraud@champion``,
-    ``production/fraud``); ``detail`` says what it is or what changes.
+    ``user_profile``, ``production/fraud``); ``detail`` says what it is or what changes.
     """
 
     kind: ChangeKind
@@ -177,6 +181,7 @@ class PlannedDeployment:
     routing: Routing = field(default_factory=Routing)
     rollout: RolloutPolicy = field(default_factory=RolloutPolicy)
     follow: str | None = None
+    features: tuple[str, ...] = ()
 
     @property
     def numbered(self) -> bool:
@@ -190,7 +195,21 @@ class PlannedDeployment:
             routing=self.routing,
             rollout=self.rollout,
             follow=self.follow,
+            features=self.features,
         )
+
+
+@dataclass(frozen=True)
+class FeatureViewStep:
+    """Create or update a feature view; the registry keeps its revision when the spec
+    is the same, so running it twice changes nothing."""
+
+    change: Change
+    view: FeatureView
+
+    def run(self, client: Client, registered: dict[int, ModelVersion]) -> str:
+        revision = FeatureViewStore(client.registry.engine).put(self.view, actor=client.user)
+        return f"{self.change.detail}, revision {revision}"
 
 
 @dataclass(frozen=True)
@@ -322,9 +341,10 @@ def describe(variants: Sequence[PlannedVariant], *, sources: bool = False) -> st
 
 
 def setting_changes(before: DeploymentSpec | None, after: PlannedDeployment) -> list[str]:
-    """How ``after``'s serving, routing, rollout policy and followed alias differ from
-    ``before``'s (``serving.max_batch_size 64 -> 32``); with no ``before``, what differs
-    from the defaults, without arrows (``rollout.interval 10m``)."""
+    """How ``after``'s serving, routing, rollout policy, followed alias and feature views
+    differ from ``before``'s (``serving.max_batch_size 64 -> 32``, ``features [] ->
+    [user_profile]``); with no ``before``, what differs from the defaults, without arrows
+    (``rollout.interval 10m``)."""
     old = before or PlannedDeployment(variants=())
     arrow = before is not None
     out = _field_changes("serving", old.serving.to_dict(), after.serving.to_dict(), arrow)
@@ -333,7 +353,13 @@ def setting_changes(before: DeploymentSpec | None, after: PlannedDeployment) -> 
     out += _field_changes("rollout", old.rollout.to_dict(), after.rollout.to_dict(), arrow)
     if after.follow != old.follow:
         out.append(f"follow {_was(old.follow or '-', arrow)}{after.follow or '-'}")
+    if after.features != old.features:
+        out.append(f"features {_was(_names(old.features), arrow)}{_names(after.features)}")
     return out
+
+
+def _names(names: tuple[str, ...]) -> str:
+    return f"[{', '.join(names)}]"
 
 
 def _field_changes(
@@ -374,7 +400,7 @@ def _routing(routing: Routing) -> str:
 
 
 def apply(client: Client, plan: Plan) -> ApplyResult:
-    """Carry out a plan: models, then versions, aliases, deployments.
+    """Carry out a plan: models, then versions, aliases, feature views, deployments.
 
     Unchanged lines are skipped. If a change fails, the ones before it stay applied;
     fix the cause and apply again (what is done shows as unchanged).

@@ -1,8 +1,9 @@
 """Plan and apply a `modelport.yaml`: what would change, then make it so.
 
 `plan` reads the registry and the files the config points at, writes nothing, and
-returns a `Plan`: one `Change` per model, version, alias and deployment, each to
-create, update or left unchanged. `apply` carries a plan out in that order. Versions
+returns a `Plan`: one `Change` per model, version, alias, feature view and deployment,
+each to create, update or left unchanged. `apply` carries a plan out in that order, so
+the views an endpoint joins exist before its deployment names them. Versions
 are recognised by the SHA-256 of their artifact and deployments by their whole spec
 (variants, serving, routing, rollout policy, followed alias), so applying the same
 file twice changes nothing the second time. An endpoint that already follows an
@@ -28,6 +29,7 @@ from pathlib import Path
 
 from modelport.artifacts import sha256_path
 from modelport.client import Client
+from modelport.config.features import FeatureViewSpec, differences, summary
 from modelport.config.plan import (
     SAMPLE_READERS,
     Action,
@@ -35,6 +37,7 @@ from modelport.config.plan import (
     AliasStep,
     Change,
     DeploymentStep,
+    FeatureViewStep,
     ModelStep,
     Plan,
     PlannedDeployment,
@@ -57,7 +60,9 @@ from modelport.config.schema import (
 )
 from modelport.durations import format_duration
 from modelport.errors import InvalidConfig, ModelportError, NotFound
+from modelport.features.views import BatchSource, FeatureView
 from modelport.registry import Deployment, Model
+from modelport.registry.features import FeatureViewStore
 from modelport.runtimes import RUNTIMES, detect_flavor, needs_trust
 from modelport.uri import parse_model_uri
 
@@ -140,6 +145,8 @@ class _Planner:
         self.errors: list[tuple[int, str]] = []
         self.states: dict[str, _ModelState] = {}
         self.slots = 0
+        self.views = FeatureViewStore(client.registry.engine)
+        self._registry_views: set[str] | None = None
 
     def build(self) -> Plan:
         models = [self._model(name, spec) for name, spec in self.config.models.items()]
@@ -149,11 +156,19 @@ class _Planner:
         aliases = [
             s for name, spec in self.config.models.items() for s in self._aliases(name, spec)
         ]
+        views = self._feature_views()
         deployments = self._deployments()
         if self.errors:
             lines = [message for _, message in sorted(self.errors, key=lambda e: e[0])]
             raise InvalidConfig("\n".join(lines))
-        steps: list[Step] = [*models, *versions, *aliases, *deployments, *self._alerting()]
+        steps: list[Step] = [
+            *models,
+            *versions,
+            *aliases,
+            *views,
+            *deployments,
+            *self._alerting(),
+        ]
         return Plan(steps=tuple(steps), file=self.source.file)
 
     def _alerting(self) -> list[AlertingStep]:
@@ -324,6 +339,59 @@ class _Planner:
         self._error(loc, f"model {state.name!r} has no version {number} (it has {have}{adds})")
         return None
 
+    # -- feature views --
+
+    def _feature_views(self) -> list[FeatureViewStep]:
+        steps = []
+        for name, spec in self.config.features.items():
+            view = self._view(name, spec)
+            if view is None:
+                continue
+            try:
+                current: FeatureView | None = self.views.get(name)
+            except NotFound:
+                current = None
+            if current is None:
+                change = Change("features", "create", name, summary(view, self._shown))
+            elif current.to_dict() == view.to_dict():
+                change = Change("features", "unchanged", name, summary(view, self._shown))
+            else:
+                detail = "; ".join(differences(current, view, self._shown))
+                change = Change("features", "update", name, detail)
+            steps.append(FeatureViewStep(change, view))
+        return steps
+
+    def _view(self, name: str, spec: FeatureViewSpec) -> FeatureView | None:
+        """The view as the registry will hold it: a local source path made absolute from
+        the YAML file's folder (the server reads it from wherever it runs)."""
+        view = spec.view(name)
+        source = view.source
+        if not isinstance(source, BatchSource) or source.path is None or "://" in source.path:
+            return view
+        loc: Loc = ("features", name, "source", "path")
+        if any(c in source.path for c in "*?["):  # a glob: DuckDB reads what matches
+            path: Path | None = self.base_dir / source.path
+        else:
+            path = self._existing(source.path, loc, "source")
+        if path is None:
+            return None
+        return replace(view, source=replace(source, path=str(path.resolve())))
+
+    def _shown(self, path: str) -> str:
+        """A source path as the file writes it: relative to the file's folder if inside."""
+        try:
+            return str(Path(path).relative_to(self.base_dir.resolve()))
+        except ValueError:
+            return path
+
+    def _view_known(self, name: str) -> bool:
+        """Whether the file declares view ``name`` or the registry has it."""
+        if name in self.config.features:
+            return True
+        if self._registry_views is None:
+            self._registry_views = {v.name for v in self.views.list()}
+        return name in self._registry_views
+
     # -- deployments --
 
     def _deployments(self) -> list[DeploymentStep]:
@@ -339,8 +407,15 @@ class _Planner:
     def _deployment(
         self, env: str, endpoint: str, spec: EndpointSpec, reason: str
     ) -> DeploymentStep | None:
-        variants = self._variants(spec, ("environments", env, "endpoints", endpoint))
-        if variants is None:
+        loc: Loc = ("environments", env, "endpoints", endpoint)
+        variants = self._variants(spec, loc)
+        unknown = [(i, name) for i, name in enumerate(spec.features) if not self._view_known(name)]
+        for i, name in unknown:
+            self._error(
+                (*loc, "features", i),
+                f"feature view {name!r} is neither in the registry nor in this file's `features:`",
+            )
+        if variants is None or unknown:
             return None
         wanted = PlannedDeployment(
             variants=variants,
@@ -348,6 +423,7 @@ class _Planner:
             routing=spec.routing.routing(),
             rollout=spec.rollout.policy(),
             follow=spec.followed(),
+            features=tuple(spec.features),
         )
         target = f"{env}/{endpoint}"
         try:

@@ -1,8 +1,9 @@
 """The `modelport.yaml` format, and loading it with errors that point at a line.
 
-A file declares models (owner, metadata, artifacts to register, aliases) and, per
-environment, what each endpoint serves: one model URI, weighted variants and shadows,
-or an alias to follow, with its routing and rollout policy. `load_config` validates
+A file declares models (owner, metadata, artifacts to register, aliases), feature
+views (`modelport.config.features`) and, per environment, what each endpoint serves:
+one model URI, weighted variants and shadows, or an alias to follow, with its routing
+and rollout policy and the feature views joined onto its requests. `load_config` validates
 it and returns a `SourceMap` so that every later error (a missing artifact found
 while planning, say) can name the file, line and column it comes from.
 
@@ -37,6 +38,7 @@ from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
 from modelport.alerting.routing import Duration
 from modelport.alerting.watchconfig import AlertingSpec
+from modelport.config.features import FeatureViewSpec, ViewName, Views
 from modelport.errors import InvalidConfig, InvalidInput
 from modelport.registry import RolloutPolicy, Routing, ServingOptions, Variant
 from modelport.registry.entities import SHADOW_STEP
@@ -339,6 +341,11 @@ class EndpointSpec(_Strict):
     rollout: RolloutSpec = Field(
         default_factory=RolloutSpec, description="How a new version is rolled out and judged."
     )
+    features: list[ViewName] = Field(
+        default_factory=list,
+        description="Feature views (this file's `features:` or the registry's) whose values "
+        "the server joins onto each request by entity key.",
+    )
 
     @model_validator(mode="after")
     def _serves_one_way(self) -> EndpointSpec:
@@ -351,6 +358,11 @@ class EndpointSpec(_Strict):
         ]
         if self.variants is not None:
             problems.extend(_variant_problems(self.variants))
+        problems.extend(
+            (("features", i), f"{name} is listed twice; list a view once")
+            for i, name in enumerate(self.features)
+            if name in self.features[:i]
+        )
         _refuse(self, problems)
         return self
 
@@ -417,6 +429,11 @@ class ConfigFile(_Strict):
     """A whole `modelport.yaml`."""
 
     models: dict[ModelName, ModelSpec] = Field(default_factory=dict, description="Models by name.")
+    features: Views = Field(
+        default_factory=dict,
+        description="Feature views by name (see modelport.config.features); endpoints join "
+        "them onto requests.",
+    )
     environments: dict[EnvironmentName, EnvironmentSpec] = Field(
         default_factory=dict, description="Environments by name."
     )
@@ -553,7 +570,11 @@ def load_config(path: str | Path) -> tuple[ConfigFile, SourceMap]:
     ]
     if node is None:
         errors.append(
-            (1, f"{file}:1:1: the file is empty; declare `models:` and/or `environments:`")
+            (
+                1,
+                f"{file}:1:1: the file is empty; declare `models:`, `features:` "
+                "and/or `environments:`",
+            )
         )
         raise _invalid(errors)
     try:
@@ -617,6 +638,7 @@ _OWN_MESSAGES = (
     "invalid_route",
     "duplicate_receiver",
     "invalid_url",
+    "invalid_feature",
 )
 
 
@@ -713,6 +735,7 @@ __all__ = [
     "ConfigFile",
     "EndpointSpec",
     "EnvironmentSpec",
+    "FeatureViewSpec",
     "Loc",
     "ModelSpec",
     "RolloutSpec",

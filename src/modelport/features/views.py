@@ -127,8 +127,9 @@ class StreamSource:
     """An event stream: a Redis Stream (``redis_url`` or the server's) or, embedded, an
     in-process queue of the same name. ``timestamp_field`` holds each event's time
     (seconds since the epoch, or ISO 8601); ``id_field`` its id (default: the stream's
-    message id); events later than ``allowed_lateness_s`` behind the newest are dropped
-    and counted."""
+    message id). An event counts in the window of its own event time; one older than
+    its aggregation's window plus ``allowed_lateness_s`` (behind the newest event of its
+    entity) no longer has a bucket and is dropped (see `modelport.features.aggregates`)."""
 
     stream: str
     timestamp_field: str = "ts"

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Any, Literal, overload
 
 from modelport.artifacts import ArtifactRef
 from modelport.signature import Signature
@@ -17,6 +17,21 @@ from modelport.signature import Signature
 
 def iso(ts: datetime | None) -> str | None:
     return ts.isoformat() if ts else None
+
+
+@overload
+def utc(ts: datetime) -> datetime: ...
+@overload
+def utc(ts: None) -> None: ...
+def utc(ts: datetime | None) -> datetime | None:
+    """``ts`` as UTC-aware (databases hand back naive UTC times); None stays None."""
+    if ts is None:
+        return None
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)

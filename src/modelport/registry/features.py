@@ -5,6 +5,7 @@ Example::
     store = FeatureViewStore(registry.engine)
     store.put(view, actor="ana")   # a new revision only when the spec changed
     store.get("user_stats")
+    store.set_materialized_until("user_stats", end)  # where the next increment starts
 """
 
 from __future__ import annotations
@@ -26,14 +27,20 @@ class FeatureViewStore:
         self.engine = engine
 
     def put(self, view: FeatureView, *, actor: str | None = None) -> int:
-        """Create or update ``view``; its revision (unchanged when the spec is)."""
+        """Create or update ``view``; its revision (unchanged when the spec is). A changed
+        spec forgets where materialization stopped: its next increment starts over."""
         spec = view.to_dict()
         c = t.feature_views.c
         with self.engine.begin() as conn:
             row = conn.execute(sa.select(t.feature_views).where(c.name == view.name)).first()
             if row is not None and row.spec == spec:
                 return int(row.revision)
-            values = {"spec": spec, "updated_at": datetime.now(UTC), "updated_by": actor}
+            values = {
+                "spec": spec,
+                "updated_at": datetime.now(UTC),
+                "updated_by": actor,
+                "materialized_until": None,
+            }
             if row is None:
                 conn.execute(t.feature_views.insert().values(name=view.name, revision=1, **values))
                 return 1
@@ -53,6 +60,29 @@ class FeatureViewStore:
             known = [v.name for v in self.list()]
             raise NotFound(f"feature view {name!r} does not exist", hint=f"views: {known}")
         return FeatureView.from_dict(row.spec)
+
+    def materialized_until(self, name: str) -> datetime | None:
+        """Where the last incremental materialization of ``name`` ended (UTC), if any."""
+        c = t.feature_views.c
+        with self.engine.begin() as conn:
+            row = conn.execute(sa.select(c.materialized_until).where(c.name == name)).first()
+        if row is None:
+            raise NotFound(f"feature view {name!r} does not exist")
+        until: datetime | None = row.materialized_until
+        if until is not None and until.tzinfo is None:  # SQLite keeps no zone: it is UTC
+            until = until.replace(tzinfo=UTC)
+        return until
+
+    def set_materialized_until(self, name: str, until: datetime) -> None:
+        c = t.feature_views.c
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                t.feature_views.update()
+                .where(c.name == name)
+                .values(materialized_until=until.astimezone(UTC))
+            )
+        if not done.rowcount:
+            raise NotFound(f"feature view {name!r} does not exist")
 
     def list(self) -> list[FeatureView]:
         with self.engine.begin() as conn:

@@ -16,7 +16,7 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -26,22 +26,14 @@ from sqlalchemy.exc import IntegrityError
 from modelport.errors import Conflict, NotFound
 from modelport.registry import schema as t
 from modelport.registry.entities import DeploymentSpec, RolloutPolicy, Variant, iso
+from modelport.registry.entities import now as _now
+from modelport.registry.entities import utc as _utc
 
 RUNNING, PAUSED = "running", "paused"
 SUCCEEDED, ROLLED_BACK, ABORTED = "succeeded", "rolled_back", "aborted"
 ACTIVE = (RUNNING, PAUSED)
 #: Analyses kept per rollout (the newest); a long wait for traffic adds one per check.
 ANALYSES_KEPT = 50
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _utc(ts: datetime | None) -> datetime | None:
-    if ts is None:
-        return None
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -242,8 +234,8 @@ def _to_rollout(row: Any) -> Rollout:
         step=row.step,
         step_started_at=_utc(row.step_started_at),
         generation=row.generation,
-        created_at=_utc(row.created_at),  # type: ignore[arg-type]
-        updated_at=_utc(row.updated_at),  # type: ignore[arg-type]
+        created_at=_utc(row.created_at),
+        updated_at=_utc(row.updated_at),
         analyses=list(row.analyses or []),
         message=row.message,
         incident_id=row.incident_id,

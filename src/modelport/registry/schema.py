@@ -218,4 +218,6 @@ feature_views = sa.Table(
     sa.Column("revision", sa.Integer, nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_by", sa.String(256), nullable=True),
+    # Where the last incremental materialization ended (its window's exclusive end).
+    sa.Column("materialized_until", sa.DateTime(timezone=True), nullable=True),
 )

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -34,16 +33,10 @@ from modelport.registry.entities import (
     Model,
     ModelVersion,
 )
+from modelport.registry.entities import now as _now
+from modelport.registry.entities import utc as _utc
 from modelport.signature import Signature
 from modelport.uri import ModelRef, check_name
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _utc(ts: datetime) -> datetime:
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 class Registry:

@@ -15,7 +15,7 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,23 +24,15 @@ from sqlalchemy.exc import IntegrityError
 
 from modelport.errors import NotFound
 from modelport.registry import schema as t
+from modelport.registry.entities import now as _now
+from modelport.registry.entities import utc as _utc
 
 #: Monitor runs kept per endpoint; older ones are deleted as new ones arrive.
 MONITOR_RUNS_KEPT = 500
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _utc(ts: datetime | None) -> datetime | None:
-    if ts is None:
-        return None
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
-
-
 def _iso(ts: datetime | None) -> str | None:
-    return _utc(ts).isoformat() if ts is not None else None  # type: ignore[union-attr]
+    return _utc(ts).isoformat() if ts is not None else None
 
 
 @dataclass(frozen=True)
@@ -295,9 +287,9 @@ class WatchStore:
             labels=dict(row.labels),
             alerts=list(row.alerts),
             diagnosis=dict(row.diagnosis),
-            started_at=_utc(row.started_at),  # type: ignore[arg-type]
+            started_at=_utc(row.started_at),
             resolved_at=_utc(row.resolved_at),
-            updated_at=_utc(row.updated_at),  # type: ignore[arg-type]
+            updated_at=_utc(row.updated_at),
         )
 
     # -- alert groups --------------------------------------------------------
@@ -315,7 +307,7 @@ class WatchStore:
                 incident_id=r.incident_id,
                 status=r.status,
                 alerts=list(r.alerts),
-                first_seen_at=_utc(r.first_seen_at),  # type: ignore[arg-type]
+                first_seen_at=_utc(r.first_seen_at),
                 notified_at=_utc(r.notified_at),
                 generation=int(r.generation),
             )

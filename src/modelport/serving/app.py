@@ -32,6 +32,7 @@ from modelport.serving.dataplane import DataPlane
 from modelport.serving.fastpath import FastPath
 from modelport.serving.metrics import ServingMetrics
 from modelport.serving.routes import compare, control, feedback, native, rollouts, v2, watch
+from modelport.serving.routes import features as feature_routes
 from modelport.serving.state import AppState
 from modelport.serving.watcher import Watcher
 from modelport.settings import Settings
@@ -103,6 +104,7 @@ def create_app(settings: Settings | None = None, *, client: Client | None = None
     app.include_router(watch.router)
     app.include_router(compare.router)
     app.include_router(rollouts.router)
+    app.include_router(feature_routes.router)
 
     @app.get("/metrics", tags=["metrics"], response_class=Response)
     def prometheus_metrics() -> Response:

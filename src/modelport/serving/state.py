@@ -12,6 +12,7 @@ from modelport.serving.dataplane import DataPlane
 from modelport.settings import Settings
 
 if TYPE_CHECKING:
+    from modelport.features.online import OnlineStore
     from modelport.monitoring.labels import LabelStore
 
 
@@ -32,6 +33,12 @@ class AppState:
 
             self.labels = LabelStore(self.settings, registry=self.client.registry)
         return self.labels
+
+    @property
+    def online_store(self) -> OnlineStore:
+        """The online feature store, opened on first use; the feature routes and the
+        data plane's enrichment share it (the data plane closes it)."""
+        return self.plane.enricher.store
 
 
 def app_state(request: Request) -> AppState:

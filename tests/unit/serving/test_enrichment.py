@@ -124,3 +124,49 @@ def test_a_stream_view_reads_its_windows(policy: str) -> None:
     out = Enricher(store).enrich([view], {"user_id": ["u1", "u2"]}, now=now)
     assert out["n"] == [1, 0]
     assert out["m"] == [3.0, -1 if policy == "default" else None]
+
+
+def test_redis_down_fails_fast_defaults_where_asked_and_recovers(
+    deployed: Client, make_server: Callable[..., TestClient]
+) -> None:
+    from modelport.features.redis import RedisStore
+    from tests.features_proxy import TcpProxy
+
+    proxy = TcpProxy(("127.0.0.1", 6379))
+    proxy.set("up")
+    views = FeatureViewStore(deployed.registry.engine)
+    strict = FeatureView("p_strict", "user_id", features=(Feature("a"), Feature("b")))
+    lenient = FeatureView(
+        "p_lenient",
+        "user_id",
+        features=(Feature("a", default=0.5), Feature("b", default=-1.0)),
+        on_missing="default",
+    )
+    for view, endpoint in ((strict, "clf"), (lenient, "lenient")):
+        views.put(view)
+        spec = DeploymentSpec(deployed.get_deployment("clf").spec.variants, features=(view.name,))
+        deployed.registry.set_deployment("production", endpoint, spec)
+    seed = RedisStore(proxy.url)
+    seed.write("p_strict", {"u1": ({"a": 0.5, "b": -1.0}, time.time())})
+    server = make_server(online_store=proxy.url, feature_timeout_seconds=0.25)
+    record = [{"user_id": "u1", "c": 0.2, "d": 1.0}]
+    try:
+        assert predict(server, record).status_code == 200
+        proxy.set("silent")  # accepts, never answers: the worst case for a client
+        started = time.monotonic()
+        reply = predict(server, record)
+        assert reply.status_code == 503 and "127.0.0.1" in reply.json()["error"]
+        assert time.monotonic() - started < 2.0  # failed fast: the server does not hang
+        lenient_reply = server.post(
+            "/v1/endpoints/lenient/predict", json={"dataframe_records": record}
+        )
+        assert lenient_reply.status_code == 200  # every view it needs has defaults
+        plain = server.post("/v1/endpoints/reg/predict", json={"dataframe_records": [ROW]})
+        assert plain.status_code == 200  # endpoints without features are untouched
+        proxy.set("up")
+        assert predict(server, record).status_code == 200  # back on its own
+    finally:
+        seed.delete_view("p_strict")
+        seed.delete_view("p_lenient")
+        seed.close()
+        proxy.close()

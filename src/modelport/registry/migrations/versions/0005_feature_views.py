@@ -24,6 +24,7 @@ def upgrade() -> None:
         sa.Column("revision", sa.Integer, nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_by", sa.String(256), nullable=True),
+        sa.Column("materialized_until", sa.DateTime(timezone=True), nullable=True),
     )
 
 
