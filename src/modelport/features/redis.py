@@ -4,7 +4,9 @@ Keys, per view::
 
     mp:f:{view}:r:{key}   a row: {"t": event time, "w": written time, "v": values} (JSON)
     mp:f:{view}:s:{key}   an aggregation state: a hash with the `aggregates` fields
-    mp:f:{view}:e:{id}    an applied event id, kept DEDUPE_TTL_S
+    mp:f:{view}:e:{n}     the event ids applied in dedupe window n (DEDUPE_TTL_S long;
+                          windows n and n-1 are checked, so an id is remembered for
+                          one to two windows)
 
 `write` and `apply` are Lua scripts, one EVALSHA per call: a row older than the one held
 is left alone, and each event is checked against its id and applied to its state hash
@@ -78,7 +80,7 @@ return written
 #: The fields an event needs are read with one HMGET (once per batch and state) and the
 #: changes written back at the end, one HDEL and HSET per state touched.
 _APPLY = r"""
-local prefix, ttl = ARGV[1], ARGV[2]
+local prefix, window, ttl_s = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[5])
 local events, aggs = cjson.decode(ARGV[3]), cjson.decode(ARGV[4])
 local NEED = {sum = 's', mean = 's', min = 'lo', max = 'hi', last = 'lt', distinct_count = 'd'}
 local PARTS = {'n', 's', 'lo', 'hi', 'l', 'lt', 'd'}
@@ -188,13 +190,35 @@ local function chunked(command, skey, args)
   end
 end
 
-local applied = 0
+-- Applied ids live in one set per dedupe window (this one and the last are checked):
+-- two membership calls and one SADD a batch, instead of a key per event.
+local current, last = prefix .. 'e:' .. window, prefix .. 'e:' .. (window - 1)
+local ids = {}
+for i = 1, #events do ids[i] = events[i][1] end
+local function members(key)
+  local found = {}
+  for i = 1, #ids, 1000 do
+    local part = redis.call('SMISMEMBER', key, unpack(ids, i, math.min(i + 999, #ids)))
+    for k = 1, #part do found[i + k - 1] = part[k] end
+  end
+  return found
+end
+local in_current, in_last = members(current), members(last)
+local applied, fresh, batch = 0, {}, {}
 for i = 1, #events do
   local e = events[i]
-  if redis.call('SET', prefix .. 'e:' .. e[1], '1', 'NX', 'PX', ttl) then
+  if in_current[i] == 0 and in_last[i] == 0 and not batch[e[1]] then
+    batch[e[1]] = true
+    fresh[#fresh + 1] = e[1]
     if #e > 2 then apply(prefix .. 's:' .. e[2], e) end
     applied = applied + 1
   end
+end
+if #fresh > 0 then
+  for i = 1, #fresh, 1000 do
+    redis.call('SADD', current, unpack(fresh, i, math.min(i + 999, #fresh)))
+  end
+  redis.call('EXPIRE', current, 2 * ttl_s)
 end
 
 for _, skey in ipairs(order) do
@@ -303,9 +327,10 @@ class RedisStore:
         batch, aggs = _encode(events)
         args: list[str | int | bytes] = [
             self._prefix(view),
-            int(DEDUPE_TTL_S * 1000),
+            int(time.time() // DEDUPE_TTL_S),  # the dedupe window
             orjson.dumps(batch),
             orjson.dumps(aggs),
+            int(DEDUPE_TTL_S),
         ]
         return self._call(lambda: self._apply(args=args))
 
