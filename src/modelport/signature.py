@@ -197,8 +197,26 @@ class Signature:
         if isinstance(raw, Table):
             return self.coerce_table(raw)
         if isinstance(raw, Mapping):
-            return self.coerce(raw)
+            block = self._block_of(raw)
+            return self.coerce(raw) if block is None else self.coerce_table(block)
         return self.coerce_matrix(raw)
+
+    def _block_of(self, raw: Mapping[str, Any]) -> Table | None:
+        """The signature's columns of ``raw`` as one float block, when the signature is
+        all floats and every column holds only numbers (requests with a key or text
+        column beside the model's numbers, such as enriched ones); else None."""
+        dtype = self._block_dtype
+        if dtype is None or dtype.kind != "f":
+            return None
+        try:
+            columns = [np.asarray(raw[name]) for name in self.column_names]
+        except KeyError:
+            return None
+        if any(c.ndim != 1 or c.dtype.kind not in "fiu" for c in columns):
+            return None
+        if len({len(c) for c in columns}) != 1:
+            return None
+        return Table(self.column_names, np.column_stack(columns))
 
     def coerce_table(self, table: Table) -> Columns:
         """`coerce` for a numeric block: one reorder, one cast, one missing-value check."""
