@@ -27,6 +27,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Iterable, Mapping
@@ -139,18 +140,20 @@ def read(view: FeatureView, state: Mapping[str, Any], now: float) -> dict[str, A
     values: dict[str, Any] = {}
     for agg in view.aggregations:
         current = math.floor(now / width(agg))
-        live = [
-            f"{agg.name}:{slot}:"
-            for slot in range(slots(agg, lateness))
-            if _held(state, f"{agg.name}:{slot}:b", current)
-        ]
+        oldest = current - SLOTS_PER_WINDOW
+        live = []
+        for prefix, bucket_field in _slot_fields(agg.name, slots(agg, lateness)):
+            held = state.get(bucket_field)
+            if held is not None and oldest < int(held) <= current:
+                live.append(prefix)
         values[agg.name] = _combine(agg.function, state, live)
     return values
 
 
-def _held(state: Mapping[str, Any], key: str, current: int) -> bool:
-    held = state.get(key)
-    return held is not None and current - SLOTS_PER_WINDOW < int(held) <= current
+@functools.lru_cache(maxsize=4096)
+def _slot_fields(name: str, count: int) -> tuple[tuple[str, str], ...]:
+    """Each slot's field prefix and bucket field (made once: reads are on the hot path)."""
+    return tuple((f"{name}:{slot}:", f"{name}:{slot}:b") for slot in range(count))
 
 
 def _combine(function: str, state: Mapping[str, Any], prefixes: list[str]) -> Any:

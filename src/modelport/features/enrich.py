@@ -23,12 +23,12 @@ Example::
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from modelport.errors import InvalidInput, NotFound, Unavailable
 from modelport.features.aggregates import read as read_state
-from modelport.features.online import Lookup, OnlineStore, Row
+from modelport.features.online import Found, Lookup, OnlineStore, Row
 from modelport.features.views import FeatureView
 from modelport.monitoring.records import label_text
 
@@ -63,31 +63,61 @@ class Enricher:
         now: float | None = None,
     ) -> dict[str, Any]:
         """``raw``'s columns plus every view's feature columns, one value per row."""
-        now = time.time() if now is None else now
+        keys, lookups = self._plan(views, raw)
+        try:
+            found = self.store.read(lookups)
+        except Unavailable as exc:
+            found = _unavailable(views, lookups, exc)
+        return self._assemble(views, raw, keys, lookups, found, now)
+
+    async def aenrich(
+        self,
+        views: Sequence[FeatureView],
+        raw: Mapping[str, Any],
+        read: Callable[[Sequence[Lookup]], Awaitable[list[Found]]],
+        now: float | None = None,
+    ) -> dict[str, Any]:
+        """`enrich` with ``read`` (a store's ``aread``) on the running event loop."""
+        keys, lookups = self._plan(views, raw)
+        try:
+            found = await read(lookups)
+        except Unavailable as exc:
+            found = _unavailable(views, lookups, exc)
+        return self._assemble(views, raw, keys, lookups, found, now)
+
+    def _plan(
+        self, views: Sequence[FeatureView], raw: Mapping[str, Any]
+    ) -> tuple[list[list[str]], list[Lookup]]:
         keys = [self._keys(view, raw) for view in views]
         lookups = [
             Lookup(view.name, "state" if view.kind == "stream" else "rows", sorted(set(k)))
             for view, k in zip(views, keys, strict=True)
         ]
-        try:
-            found = self.store.read(lookups)
-        except Unavailable:
-            if not all(view.on_missing == "default" for view in views):
-                raise
-            empty: list[Row | None] = []
-            found = [empty + [None] * len(lookup.keys) for lookup in lookups]  # all defaults
+        return keys, lookups
+
+    def _assemble(
+        self,
+        views: Sequence[FeatureView],
+        raw: Mapping[str, Any],
+        keys: list[list[str]],
+        lookups: list[Lookup],
+        found: list[Found],
+        now: float | None,
+    ) -> dict[str, Any]:
+        now = time.time() if now is None else now
         out = dict(raw)
         for view, row_keys, lookup, entries in zip(views, keys, lookups, found, strict=True):
             held = dict(zip(lookup.keys, entries, strict=True))
             values = [self._values(view, key, held.get(key), now) for key in row_keys]
-            for name in output_columns(view):
+            names = output_columns(view)
+            for name in names:
                 if name in out and name != view.entity:
                     raise InvalidInput(
                         f"column {name!r} comes from feature view {view.name!r} and from "
                         "the request (or another view)",
                         hint="leave feature columns out of requests; rename one feature",
                     )
-            for i, name in enumerate(output_columns(view)):
+            for i, name in enumerate(names):
                 out[name] = [v[i] for v in values]
         return out
 
@@ -153,3 +183,13 @@ def _flatten(view: FeatureView, values: Mapping[str, Any]) -> list[Any]:
         else:
             out.append(value)
     return out
+
+
+def _unavailable(
+    views: Sequence[FeatureView], lookups: list[Lookup], error: Unavailable
+) -> list[Found]:
+    """With the store away: every entry missing when every view defaults, else ``error``."""
+    if not all(view.on_missing == "default" for view in views):
+        raise error
+    empty: list[Row | None] = []
+    return [empty + [None] * len(lookup.keys) for lookup in lookups]

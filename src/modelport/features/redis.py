@@ -39,6 +39,8 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 import orjson
 import redis
+import redis.asyncio as aredis
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -286,6 +288,7 @@ class RedisStore:
             retry=Retry(NoBackoff(), 0),  # a request fails fast; the next call reconnects
             health_check_interval=0,
         )
+        self._aclient: aredis.Redis | None = None  # for aread, made on first use
         self._write = self._client.register_script(_WRITE)
         self._apply = self._client.register_script(_APPLY)
         self._states = self._client.register_script(_STATES)
@@ -339,17 +342,8 @@ class RedisStore:
             return int(fn())
 
     def read(self, lookups: Sequence[Lookup]) -> list[Found]:
-        row_keys = [
-            self._prefix(lk.view) + "r:" + k for lk in lookups if lk.kind == "rows" for k in lk.keys
-        ]
-        state_keys = [
-            self._prefix(lk.view) + "s:" + k
-            for lk in lookups
-            if lk.kind == "state"
-            for k in lk.keys
-        ]
-        raw_rows: list[bytes | None] = []
-        raw_states: list[Any] = []
+        row_keys, state_keys = _keys(lookups)
+        replies: list[Any] = []
         if row_keys or state_keys:
             with self._reaching():
                 try:
@@ -357,16 +351,49 @@ class RedisStore:
                 except redis.exceptions.NoScriptError:  # Redis restarted, or SCRIPT FLUSH
                     self._states.sha = self._client.script_load(_STATES)
                     replies = self._fetch(row_keys, state_keys)
-            raw_rows = replies[0] if row_keys else []
-            raw_states = orjson.loads(replies[-1]) if state_keys else []
-        rows, states = iter(raw_rows), iter(raw_states)
-        out: list[Found] = []
-        for lookup in lookups:
-            if lookup.kind == "rows":
-                out.append([_row(next(rows)) for _ in lookup.keys])
-            else:
-                out.append([_state(next(states)) for _ in lookup.keys])
-        return out
+        return _found(lookups, replies, bool(row_keys), bool(state_keys))
+
+    async def aread(self, lookups: Sequence[Lookup]) -> list[Found]:
+        """`read` on the running event loop (redis.asyncio): no thread hop for a server.
+        The asyncio client is made on first use, on the loop that first calls."""
+        row_keys, state_keys = _keys(lookups)
+        replies: list[Any] = []
+        if row_keys or state_keys:
+            with self._reaching():
+                client = self._async_client()
+                try:
+                    replies = await self._afetch(client, row_keys, state_keys)
+                except redis.exceptions.NoScriptError:
+                    await client.script_load(_STATES)
+                    replies = await self._afetch(client, row_keys, state_keys)
+        return _found(lookups, replies, bool(row_keys), bool(state_keys))
+
+    def _async_client(self) -> aredis.Redis:
+        if self._aclient is None:
+            self._aclient = aredis.Redis.from_url(
+                self.url,
+                socket_timeout=self.timeout_s,
+                socket_connect_timeout=self.timeout_s,
+                retry=AsyncRetry(NoBackoff(), 0),
+                health_check_interval=0,
+            )
+        return self._aclient
+
+    async def _afetch(
+        self, client: aredis.Redis, row_keys: list[str], state_keys: list[str]
+    ) -> list[Any]:
+        async with client.pipeline(transaction=False) as pipe:
+            if row_keys:
+                pipe.mget(row_keys)
+            if state_keys:
+                pipe.evalsha(self._states.sha, len(state_keys), *state_keys)
+            replies: list[Any] = await pipe.execute()
+        return replies
+
+    async def aclose(self) -> None:
+        if self._aclient is not None:
+            await self._aclient.aclose()
+            self._aclient = None
 
     def _fetch(self, row_keys: list[str], state_keys: list[str]) -> list[Any]:
         """One round trip: MGET of the rows, the states script on the state keys."""
@@ -395,6 +422,29 @@ class RedisStore:
 
     def close(self) -> None:
         self._client.close()
+
+
+def _keys(lookups: Sequence[Lookup]) -> tuple[list[str], list[str]]:
+    """The row keys and the state keys of ``lookups``, in order."""
+    rows = [f"mp:f:{lk.view}:r:{k}" for lk in lookups if lk.kind == "rows" for k in lk.keys]
+    states = [f"mp:f:{lk.view}:s:{k}" for lk in lookups if lk.kind == "state" for k in lk.keys]
+    return rows, states
+
+
+def _found(
+    lookups: Sequence[Lookup], replies: list[Any], has_rows: bool, has_states: bool
+) -> list[Found]:
+    """Each lookup's entries from the pipeline's replies (MGET first, then the states)."""
+    raw_rows: list[bytes | None] = replies[0] if has_rows else []
+    raw_states: list[Any] = orjson.loads(replies[-1]) if has_states else []
+    rows, states = iter(raw_rows), iter(raw_states)
+    out: list[Found] = []
+    for lookup in lookups:
+        if lookup.kind == "rows":
+            out.append([_row(next(rows)) for _ in lookup.keys])
+        else:
+            out.append([_state(next(states)) for _ in lookup.keys])
+    return out
 
 
 def _encode(events: Sequence[Event]) -> tuple[list[list[Any]], list[tuple[str, str]]]:

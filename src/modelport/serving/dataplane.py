@@ -169,6 +169,9 @@ class DataPlane:
         if self.shadows is not None:
             await self.shadows.close()
         if "enricher" in self.__dict__:
+            aclose = getattr(self.enricher.store, "aclose", None)
+            if aclose is not None:
+                await aclose()
             self.enricher.store.close()
             self._feature_reads.shutdown(wait=False, cancel_futures=True)
         await self.pool.close()
@@ -373,6 +376,9 @@ class DataPlane:
         enricher = self.enricher
         if isinstance(enricher.store, MemoryStore):
             return enricher.enrich(state.views, raw)
+        aread = getattr(enricher.store, "aread", None)
+        if aread is not None:  # an asyncio client: no thread hop
+            return await enricher.aenrich(state.views, raw, aread)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._feature_reads, enricher.enrich, state.views, raw)
 

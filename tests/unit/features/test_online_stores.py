@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 import time
@@ -169,6 +170,16 @@ def test_several_views_in_one_read(store: OnlineStore, names: Callable[[], str])
     assert [r.values if r else None for r in found[2]] == [{"price": 1.5}, {"price": 9.5}]
     assert found[3] == []
     assert store.read([]) == []
+    aread = getattr(store, "aread", None)
+    if aread is not None:  # a store with an asyncio read answers the same
+
+        async def both() -> list[Any]:
+            found = await aread(lookups)
+            await store.aclose()  # type: ignore[attr-defined]
+            return found
+
+        lookups = [Lookup(profile, "rows", ["u1", "u2"]), Lookup(stats.name, "state", ["u1"])]
+        assert asyncio.run(both()) == store.read(lookups)
 
 
 # aggregation states
