@@ -83,13 +83,7 @@ class Watcher:
     def rollouts(self) -> Rollouts:
         from modelport.rollouts import Rollouts
 
-        return Rollouts(
-            self.client,
-            environment=self.environment,
-            announce=self._announce,
-            logs=self.monitor.logs,
-            labels=self.monitor.labels,
-        )
+        return Rollouts(self.client, environment=self.environment, announce=self._announce)
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -122,7 +116,19 @@ class Watcher:
         ttl = max(3 * self.rollout_interval, 10.0)
         if not self.watch.acquire_lease(self.rollout_lease, self.holder, ttl):
             return None
+        if "rollouts" not in self.__dict__ and not self._rollout_work():
+            return []  # nothing to drive: the driver (and what judging imports) stays unloaded
         return self.rollouts.tick(now)
+
+    def _rollout_work(self) -> bool:
+        """Whether a rollout is active or an endpoint follows an alias (two small queries)."""
+        from modelport.registry.rollouts import RolloutStore
+
+        store = RolloutStore(self.client.registry.engine)
+        if store.find(self.environment, active_only=True, limit=1):
+            return True
+        deployments = self.client.registry.list_deployments(self.environment)
+        return any(d.spec.follow is not None for d in deployments)
 
     def _announce(self, alert: Alert, diagnosis: dict[str, Any]) -> int:
         incident, _ = self.engine.announce(alert, diagnosis)
