@@ -106,6 +106,7 @@ class Diagnoser:
             ("changes", self._changes),
             ("drifted_columns", self._drifted),
             ("failing_requests", self._failures),
+            ("stale_features", self._stale),
         ):
             try:
                 diagnosis[part] = gather(environment, endpoint, alert.starts_at)
@@ -168,6 +169,19 @@ class Diagnoser:
                 "psi": c.get("psi"),
             }
             for c in ranked[:TOP_COLUMNS]
+        ]
+
+    def _stale(self, environment: str, endpoint: str, _start: datetime) -> list[str]:
+        """Feature views whose values were missing or past their TTL for some rows of the
+        latest monitor run, worst first, as lines."""
+        report = self.watch.latest_monitor_run(environment, endpoint)
+        views = ((report or {}).get("features") or {}).get("views") or []
+        stale = [v for v in views if (v.get("stale_ratio") or 0.0) > 0]
+        stale.sort(key=lambda v: v["stale_ratio"], reverse=True)
+        return [
+            f"{v['view']}: {v['stale_ratio']:.1%} of enriched rows missing or past the TTL; "
+            f"refresh with: modelport features materialize-incremental {v['view']}"
+            for v in stale
         ]
 
     def _failures(self, _environment: str, endpoint: str, start: datetime) -> list[dict[str, Any]]:

@@ -49,6 +49,7 @@ Signal = Literal[
     "out_of_range_rate",
     "performance",
     "performance_drop",
+    "feature_staleness",
 ]
 Severity = Literal["info", "warning", "error", "critical"]
 
@@ -68,6 +69,8 @@ SIGNALS: dict[str, str] = {
     "performance": "a live metric (`metric`) on labelled predictions",
     "performance_drop": "training metric minus live metric (`metric`; for error metrics "
     "such as rmse, live minus training)",
+    "feature_staleness": "share of enriched rows whose feature values were missing or past "
+    "the view's TTL, worst view (or the view named by `column`)",
 }
 
 #: Signals read from the prediction log's traffic over the rule's window.
@@ -188,6 +191,7 @@ DEFAULT_RULES: tuple[AlertRule, ...] = (
     _rule("OutputDrift", "output_drift", 0.2, min_samples=500),
     _rule("MissingValues", "missing_rate", 0.1, min_samples=100),
     _rule("PerformanceDrop", "performance_drop", 0.05, metric="accuracy", min_samples=50),
+    _rule("StaleFeatures", "feature_staleness", 0.1, min_samples=100),
 )
 
 
@@ -230,6 +234,12 @@ def signal_value(rule: AlertRule, signals: EndpointSignals) -> float | None:
         return None
     if rule.signal in ("performance", "performance_drop"):
         return _performance_value(rule, report, signals.training)
+    if rule.signal == "feature_staleness":
+        features = report.get("features") or {}
+        if int(features.get("rows") or 0) < max(rule.min_samples, 1):
+            return None
+        views = [v for v in features.get("views") or [] if rule.column in (None, v.get("view"))]
+        return _worst(v.get("stale_ratio") for v in views)
     drift = report.get("drift") or {}
     if int(drift.get("rows") or 0) < rule.min_samples:
         return None

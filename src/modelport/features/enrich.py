@@ -61,14 +61,19 @@ class Enricher:
         views: Sequence[FeatureView],
         raw: Mapping[str, Any],
         now: float | None = None,
+        stale: list[tuple[str, ...]] | None = None,
     ) -> dict[str, Any]:
-        """``raw``'s columns plus every view's feature columns, one value per row."""
+        """``raw``'s columns plus every view's feature columns, one value per row.
+
+        With ``stale``, each row's views whose value was missing or older than the
+        view's TTL (whatever the policy made of it) are appended to it, one tuple a
+        row: the prediction log keeps them as ``stale_features``."""
         keys, lookups = self._plan(views, raw)
         try:
             found = self.store.read(lookups)
         except Unavailable as exc:
             found = _unavailable(views, lookups, exc)
-        return self._assemble(views, raw, keys, lookups, found, now)
+        return self._assemble(views, raw, keys, lookups, found, now, stale)
 
     async def aenrich(
         self,
@@ -76,6 +81,7 @@ class Enricher:
         raw: Mapping[str, Any],
         read: Callable[[Sequence[Lookup]], Awaitable[list[Found]]],
         now: float | None = None,
+        stale: list[tuple[str, ...]] | None = None,
     ) -> dict[str, Any]:
         """`enrich` with ``read`` (a store's ``aread``) on the running event loop."""
         keys, lookups = self._plan(views, raw)
@@ -83,7 +89,7 @@ class Enricher:
             found = await read(lookups)
         except Unavailable as exc:
             found = _unavailable(views, lookups, exc)
-        return self._assemble(views, raw, keys, lookups, found, now)
+        return self._assemble(views, raw, keys, lookups, found, now, stale)
 
     def _plan(
         self, views: Sequence[FeatureView], raw: Mapping[str, Any]
@@ -103,11 +109,17 @@ class Enricher:
         lookups: list[Lookup],
         found: list[Found],
         now: float | None,
+        stale: list[tuple[str, ...]] | None = None,
     ) -> dict[str, Any]:
         now = time.time() if now is None else now
         out = dict(raw)
+        marks: list[list[str]] = [[] for _ in keys[0]] if keys else []
         for view, row_keys, lookup, entries in zip(views, keys, lookups, found, strict=True):
             held = dict(zip(lookup.keys, entries, strict=True))
+            if stale is not None and view.kind != "stream":
+                for i, key in enumerate(row_keys):
+                    if not _fresh(view, held.get(key), now):
+                        marks[i].append(view.name)
             values = [self._values(view, key, held.get(key), now) for key in row_keys]
             names = output_columns(view)
             for name in names:
@@ -119,6 +131,8 @@ class Enricher:
                     )
             for i, name in enumerate(names):
                 out[name] = [v[i] for v in values]
+        if stale is not None:
+            stale.extend(tuple(m) for m in marks)
         return out
 
     def _keys(self, view: FeatureView, raw: Mapping[str, Any]) -> list[str]:
@@ -159,6 +173,13 @@ class Enricher:
         if policy == "default":
             return _flatten(view, view.defaults())
         return _flatten(view, {})
+
+
+def _fresh(view: FeatureView, row: Any, now: float) -> bool:
+    """Whether a row view's entry is there and within the view's TTL."""
+    if row is None:
+        return False
+    return view.ttl_s is None or now - row.event_ts <= view.ttl_s
 
 
 def _missing(view: FeatureView, key: str) -> NotFound:

@@ -185,10 +185,12 @@ class PredictionLog:
         latency_s: float,
         *,
         shadow: bool = False,
+        stale: list[tuple[str, ...]] | None = None,
     ) -> None:
         """Queue one answered request (all its rows): a tuple of references, no array
         copied; never raises, never blocks. ``shadow``: a shadow variant's answer to a
-        copy of the request that ``prediction_ids`` name."""
+        copy of the request that ``prediction_ids`` name. ``stale``: per row, the feature
+        views whose values were missing or past their TTL (enriched endpoints)."""
         if self.sample_rate < 1.0 and random.random() >= self.sample_rate:
             return
         n = len(prediction_ids)
@@ -207,6 +209,7 @@ class PredictionLog:
                 prediction.outputs,
                 latency_s,
                 shadow=shadow,
+                stale=tuple(stale) if stale is not None else None,
             )
         )
 

@@ -87,6 +87,7 @@ class Monitor:
             "performance": self._performance(endpoint, mv, now),
             "training_metrics": dict(mv.metrics),
             "traffic": dict(self.logs.traffic(endpoint, since=since, until=now)),
+            "features": _freshness(deployment.spec.features, live),
         }
         report["seconds"] = round(time.perf_counter() - started, 4)
         return report
@@ -127,3 +128,23 @@ class Monitor:
         if not mine:
             return {"n_labelled": 0, "since": since.isoformat()}
         return dict(mine[0]) | {"since": since.isoformat()}
+
+
+def _freshness(views: tuple[str, ...], live: Any) -> dict[str, Any]:
+    """Per feature view of the deployment, the share of logged rows whose value was
+    missing or past the view's TTL when the request was enriched (``stale_features``)."""
+    if not views:
+        return {"rows": 0, "views": []}
+    column = live["stale_features"] if "stale_features" in live.columns else None
+    marks = [list(m) for m in column.dropna()] if column is not None else []
+    rows = len(marks)
+    return {
+        "rows": rows,
+        "views": [
+            {
+                "view": view,
+                "stale_ratio": sum(view in m for m in marks) / rows if rows else None,
+            }
+            for view in views
+        ],
+    }

@@ -10,7 +10,8 @@ numeric block), so the cost is per batch of requests, not per row.
 Columns of a logged row (the layout is in ``docs/monitoring.md``)::
 
     prediction_id, request_id, ts, environment, model, version, variant, status,
-    error, latency_s, shadow, in_<input column>..., out_<output name>...
+    error, latency_s, shadow, in_<input column>..., out_<output name>...,
+    stale_features (enriched endpoints only)
 
 Example::
 
@@ -164,6 +165,7 @@ Entry = tuple[
     str,  # STATUS: "ok" or the error code
     "str | None",  # ERROR: the message
     bool,  # SHADOW: answered by a shadow variant (a copy of a live request)
+    "tuple[tuple[str, ...], ...] | None",  # STALE: per row, feature views not fresh
 ]
 TS: Final = 0
 ENDPOINT: Final = 1
@@ -178,6 +180,7 @@ LATENCY: Final = 9
 STATUS: Final = 10
 ERROR: Final = 11
 SHADOW: Final = 12
+STALE: Final = 13
 
 
 def entry(
@@ -190,6 +193,7 @@ def entry(
     status: str = OK,
     error: str | None = None,
     shadow: bool = False,
+    stale: tuple[tuple[str, ...], ...] | None = None,
 ) -> Entry:
     """The entry of one request, stamped now; no array is copied."""
     inputs: Arrays | None = None
@@ -211,6 +215,7 @@ def entry(
         status,
         error,
         shadow,
+        stale,
     )
 
 
@@ -280,8 +285,8 @@ def _groups(entries: Sequence[Entry]) -> list[Sequence[Entry]]:
 def _build(entries: Sequence[Entry], environment: str, models: Models) -> pa.Table:
     """Entries with the same input and output names -> one table."""
     first, size = entries[0], len(entries)
-    ts, _, _, requests, sizes, input_names, inputs, output_names, outputs, latency, _, errors, _ = (
-        zip(*entries, strict=True)
+    (ts, _, _, requests, sizes, input_names, inputs, output_names, outputs, latency, _, errors) = (
+        zip(*(e[:SHADOW] for e in entries), strict=True)
     )
     counts = np.fromiter(sizes, np.int64, size)
     rows = int(counts.sum())
@@ -319,7 +324,26 @@ def _build(entries: Sequence[Entry], environment: str, models: Models) -> pa.Tab
     if first[OUTPUTS] is not None:
         for name, values in _concat(output_names, outputs).items():
             columns[output_column(name)] = _output_array(values)
+    if any(e[STALE] is not None for e in entries):
+        columns["stale_features"] = _stale(entries)
     return pa.table(columns)
+
+
+def _stale(entries: Sequence[Entry]) -> pa.Array:
+    """``stale_features``: per row, the views whose values were not fresh (null for a
+    request that was not enriched)."""
+    per_row: list[tuple[str, ...] | None] = []
+    for e in entries:
+        marks = e[STALE]
+        per_row.extend(marks if marks is not None else [None] * e[ROWS])
+    items = [view for row in per_row if row for view in row]
+    sizes = np.fromiter((len(r) if r else 0 for r in per_row), np.int32, len(per_row))
+    offsets = np.zeros(len(per_row) + 1, np.int32)
+    np.cumsum(sizes, out=offsets[1:])
+    valid = np.fromiter((r is not None for r in per_row), bool, len(per_row))
+    mask = None if valid.all() else arrays.booleans(~valid)
+    offsets_array = pa.Array.from_buffers(pa.int32(), len(offsets), [None, pa.py_buffer(offsets)])
+    return pa.ListArray.from_arrays(offsets_array, arrays.strings(items), mask=mask)
 
 
 def _prediction_ids(request_ids: pa.Array, counts: np.ndarray) -> pa.Array:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -330,9 +331,11 @@ class DataPlane:
             self.log_failure(endpoint, exc, started=started)
             raise
         columns: Columns | None = None
+        stale: list[tuple[str, ...]] | None = None  # per row: its views not fresh
         try:
             if state.deployment.spec.features:
-                raw = await self._enrich(state, raw)
+                stale = []
+                raw = await self._enrich(state, raw, stale)
             columns = mv.signature.coerce_any(raw)
             kind = state.kind(mv)
             runtime = await self.pool.get(mv, self.settings.load_wait_seconds, kind)
@@ -347,7 +350,9 @@ class DataPlane:
         latency = time.perf_counter() - started
         variant = f"{mv.name}-v{mv.version}"
         if self.prediction_log is not None:
-            self.prediction_log.record(endpoint, mv, variant, ids, columns, prediction, latency)
+            self.prediction_log.record(
+                endpoint, mv, variant, ids, columns, prediction, latency, stale=stale
+            )
         if state.router.shadows and self.shadows is not None:
             self.shadows.submit(endpoint, state, raw, ids, latency, (mv.signature, columns))
         return PredictResult(
@@ -360,7 +365,9 @@ class DataPlane:
             variant=variant,
         )
 
-    async def _enrich(self, state: EndpointState, raw: RawInput) -> RawInput:
+    async def _enrich(
+        self, state: EndpointState, raw: RawInput, stale: list[tuple[str, ...]]
+    ) -> RawInput:
         """``raw`` with the endpoint's feature views joined on (off the event loop when
         the store is remote)."""
         if state.view_error is not None or len(state.views) != len(state.deployment.spec.features):
@@ -375,12 +382,13 @@ class DataPlane:
             )
         enricher = self.enricher
         if isinstance(enricher.store, MemoryStore):
-            return enricher.enrich(state.views, raw)
+            return enricher.enrich(state.views, raw, stale=stale)
         aread = getattr(enricher.store, "aread", None)
         if aread is not None:  # an asyncio client: no thread hop
-            return await enricher.aenrich(state.views, raw, aread)
+            return await enricher.aenrich(state.views, raw, aread, stale=stale)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._feature_reads, enricher.enrich, state.views, raw)
+        enrich = functools.partial(enricher.enrich, state.views, raw, stale=stale)
+        return await loop.run_in_executor(self._feature_reads, enrich)
 
     @cached_property
     def enricher(self) -> Enricher:

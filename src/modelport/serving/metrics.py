@@ -192,6 +192,12 @@ class ServingMetrics:
                 name, documentation, labels, registry=r, multiprocess_mode="livemostrecent"
             )
 
+        self.feature_stale_ratio = gauge(
+            "modelport_feature_stale_ratio",
+            "Share of an endpoint's enriched rows whose values of a feature view were "
+            "missing or past the view's TTL, over the monitor window.",
+            ["endpoint", "view"],
+        )
         self.drift_score = gauge(
             "modelport_drift_score",
             "Drift statistic of a column against the reference, by test (method).",
@@ -312,6 +318,10 @@ class ServingMetrics:
         self.drift_score.labels(*series, method).set(_value(score))
         self.drift_detected.labels(*series).set(1 if drifted else 0)
         self.psi.labels(*series).set(_value(psi))
+
+    def set_feature_staleness(self, endpoint: str, view: str, ratio: float | None) -> None:
+        """One feature view's stale share on one endpoint (NaN: no enriched rows)."""
+        self.feature_stale_ratio.labels(endpoint, view).set(_value(ratio))
 
     def set_quality(
         self,

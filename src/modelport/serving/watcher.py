@@ -203,6 +203,8 @@ class Watcher:
                 bool(column.get("drifted")),
                 column.get("psi"),
             )
+        for view in (report.get("features") or {}).get("views") or []:
+            m.set_feature_staleness(endpoint, view["view"], view.get("stale_ratio"))
         performance = report.get("performance") or {}
         metrics = {k: v for k, v in performance.items() if isinstance(v, int | float)}
         metrics.pop("n_labelled", None)

@@ -170,3 +170,44 @@ def test_redis_down_fails_fast_defaults_where_asked_and_recovers(
         seed.delete_view("p_lenient")
         seed.close()
         proxy.close()
+
+
+def test_stale_features_are_logged_measured_alerted_and_diagnosed(
+    deployed: Client, make_server: Callable[..., TestClient]
+) -> None:
+    from modelport.alerting.rules import AlertRule, EndpointSignals, signal_value
+    from modelport.monitoring.logstore import LogStore
+    from modelport.monitoring.monitor import Monitor
+
+    view = profile(on_stale="default", on_missing="default")
+    server, store = serve_with(deployed, make_server, view)
+    store.write("profile", {"fresh": ({"a": 0.5, "b": -1.0}, time.time())})
+    store.write("profile", {"old": ({"a": 0.5, "b": -1.0}, time.time() - 7200)})
+    records = [{"user_id": k, "c": 0.2, "d": 1.0} for k in ("fresh", "old", "old", "nobody")]
+    assert predict(server, records).status_code == 200
+    server.app.plane.prediction_log.flush()  # type: ignore[attr-defined]
+    logged = LogStore(deployed.settings).query(
+        "SELECT stale_features FROM predictions WHERE endpoint = 'clf' ORDER BY prediction_id"
+    )
+    marks = logged.column("stale_features").to_pylist()
+    assert sorted(marks, key=len) == [[], ["profile"], ["profile"], ["profile"]]
+    report = Monitor(deployed).run("clf", environment="production")
+    assert report["features"] == {
+        "rows": 4,
+        "views": [{"view": "profile", "stale_ratio": 0.75}],
+    }
+    rule = AlertRule(name="Stale", signal="feature_staleness", threshold=0.1, min_samples=1)
+    signals = EndpointSignals("clf", traffic=lambda _: {}, monitor=report)
+    assert signal_value(rule, signals) == 0.75
+    from datetime import UTC, datetime
+
+    from modelport.alerting.diagnosis import Diagnoser
+    from modelport.registry.watching import WatchStore
+
+    watch = WatchStore(deployed.registry.engine)
+    watch.add_monitor_run("production", "clf", "clf", 1, report)
+    logs = LogStore(deployed.settings)
+    diagnoser = Diagnoser(deployed.registry, logs, watch, "http://127.0.0.1:8000")
+    (line,) = diagnoser._stale("production", "clf", datetime.now(UTC))
+    assert line.startswith("profile: 75.0% of enriched rows missing or past the TTL")
+    assert "modelport features materialize-incremental profile" in line
