@@ -27,11 +27,10 @@ from tests.receivers import HttpReceiver
 
 GOOD = "class Model:\n    def predict(self, frame):\n        return frame['a'] * 2\n"
 LOAD = "    def load(self, path):\n        pass\n"
-FLAKY = (
-    "import random\n"
+FLAKY = (  # fails the requests whose a is 0.03, 0.08, 0.13, ...: a fifth of the load's
     "class Model:\n"
     "    def predict(self, frame):\n"
-    "        if random.random() < 0.2:\n"
+    "        if (frame['a'] * 100).round().astype(int).mod(5).eq(3).any():\n"
     "            raise ValueError('flaky')\n"
     "        return frame['a'] * 2\n"
 )
@@ -42,7 +41,11 @@ SLOW = (
     "        time.sleep(0.3)\n"
     "        return frame['a'] * 2\n"
 )
-POLICY = RolloutPolicy(steps=(10.0, 50.0, 100.0), interval_s=2.0, min_requests=20)
+#: Quick steps; p99 judged with room for a loaded test machine (the slow candidate is
+#: ten times slower than live, a good one rarely twice).
+POLICY = RolloutPolicy(
+    steps=(10.0, 50.0, 100.0), interval_s=2.0, min_requests=20, max_p99_ratio=4.0
+)
 SERVER_ENV = {
     "MODELPORT_POLL_INTERVAL_SECONDS": "0.2",
     "MODELPORT_ROLLOUT_INTERVAL_SECONDS": "0.5",
