@@ -4,38 +4,18 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from scipy.stats import binom
 
-from modelport.artifacts import ArtifactRef
 from modelport.registry import ModelVersion, Variant
 from modelport.serving.router import Router, key_point
-from modelport.signature import Signature
+from tests.unit.monitoring.test_logwriter import make_version
 
 
 def version(name: str, number: int) -> ModelVersion:
-    return ModelVersion(
-        name=name,
-        version=number,
-        flavor="sklearn",
-        artifact=ArtifactRef(sha256="0" * 64, name="model.skops", size=1),
-        signature=Signature.from_dict({"inputs": [{"name": "a", "type": "double"}]}),
-        task="regression",
-        classes=None,
-        metrics={},
-        tags={},
-        description="",
-        owner=None,
-        profile=None,
-        sample_sha256=None,
-        trusted=False,
-        trusted_by=None,
-        created_by=None,
-        created_at=datetime.now(UTC),
-    )
+    return make_version(name, number)
 
 
 def router(*variants: Variant) -> Router:
