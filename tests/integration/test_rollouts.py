@@ -152,7 +152,8 @@ def test_a_good_candidate_reaches_all_traffic_without_a_human(
         done = wait_until_over(client, rollout.id)
         time.sleep(1)  # the server swaps on its next poll
     assert done.state == "succeeded", done.to_dict()
-    assert [a["verdict"] for a in done.analyses][-2:] == ["pass", "pass"]
+    judged = [a["verdict"] for a in done.analyses if a["verdict"] != "wait"]
+    assert judged == ["pass", "pass"], done.analyses  # waits (too little traffic) aside
     deployment = client.get_deployment("scorer")
     assert [(v.name, v.weight) for v in deployment.spec.live] == [(f"scorer-v{version}", 100.0)]
     steps = [e.reason for e in client.history("scorer") if e.action == "rollout"]
@@ -223,6 +224,7 @@ def test_a_rollout_goes_on_after_its_server_restarts(
     second = scorer()
     with Load(second) as load:
         done = wait_until_over(client, rollout.id)
-    assert done.state == "succeeded" and load.failures == []
+    assert done.state == "succeeded", done.analyses
+    assert load.failures == []
     steps = [e for e in client.history("scorer") if e.action == "rollout"]
     assert len(steps) == 3  # each step taken once

@@ -69,6 +69,9 @@ class CustomRuntime:
                 f"the custom model directory {directory} has no {MODULE_FILE}",
                 hint=f"put a {MODULE_FILE} defining class {CLASS_NAME} in it",
             )
+        import pandas  # noqa: F401 - predict hands the model a DataFrame: pay the import here,
+        # while loading, not on the first request (a canary's p99 would carry it)
+
         name = f"modelport_custom_{uuid.uuid4().hex}"
         try:
             model = _instantiate(name, source)
