@@ -141,10 +141,11 @@ def test_drift_fires_one_alert_with_a_diagnosis_and_resolves(
     server = watched(f"{http.url}/alerts")
     # A fresh sample of the training distribution: measured, and no alarm.
     send(server, rows(400, seed=1))
+    # A minute's window here: a loaded machine may take longer than the server's 3 s
+    # window to send and log the rows, and the first of them would slip out of it.
+    monitor = f"{server.url}/v1/endpoints/clf/monitor?window=60s"
     report = wait_for(
-        lambda: (
-            (r := httpx.get(f"{server.url}/v1/endpoints/clf/monitor").json())["rows"] >= 400 and r
-        ),
+        lambda: (r := httpx.get(monitor).json())["rows"] >= 400 and r,
         what="the logged predictions",
     )
     assert all(c["psi"] < 0.2 for c in report["drift"]["columns"]), report["drift"]
