@@ -31,6 +31,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+import numpy as np
+
 from modelport.errors import InvalidInput
 from modelport.features.aggregates import Op, State, apply
 
@@ -161,6 +163,16 @@ class MemoryStore:
 
     def close(self) -> None:
         return None
+
+
+def json_default(value: Any) -> Any:
+    """orjson's ``default`` for feature values: numpy arrays (not C-contiguous, which
+    orjson does not take as is) become lists, numpy scalars numbers."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def open_store(settings: Settings) -> OnlineStore:

@@ -36,7 +36,6 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import numpy as np
 import orjson
 import redis
 import redis.asyncio as aredis
@@ -46,7 +45,7 @@ from redis.retry import Retry
 
 from modelport.errors import Unavailable
 from modelport.features.aggregates import State
-from modelport.features.online import DEDUPE_TTL_S, Event, Found, Lookup, Row
+from modelport.features.online import DEDUPE_TTL_S, Event, Found, Lookup, Row, json_default
 
 #: Latest wins by event time. KEYS: row keys; ARGV: event time, row JSON, per key.
 #: The held time is read from the JSON's head ({"t": ...}, as `write` puts it first)
@@ -255,14 +254,6 @@ _CONVERTERS: dict[str, Callable[[str], Any]] = {}
 _MAX_CONVERTERS = 100_000
 
 
-def _default(value: Any) -> Any:
-    if isinstance(value, np.ndarray):  # not C-contiguous, which orjson takes as is
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
 def redact(url: str) -> str:
     """``url`` without its password, fit for messages and logs."""
     parts = urlsplit(url)
@@ -321,7 +312,7 @@ class RedisStore:
             body = {"t": ts, "w": now, "v": values}
             keys.append(prefix + key)
             args.append(repr(ts))
-            args.append(orjson.dumps(body, default=_default, option=orjson.OPT_SERIALIZE_NUMPY))
+            args.append(orjson.dumps(body, default=json_default, option=orjson.OPT_SERIALIZE_NUMPY))
         return self._call(lambda: self._write(keys=keys, args=args))
 
     def apply(self, view: str, events: Sequence[Event]) -> int:

@@ -26,12 +26,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import orjson
 
 from modelport.errors import Unavailable
 from modelport.features.aggregates import State, apply
-from modelport.features.online import DEDUPE_TTL_S, Event, Found, Lookup, Row
+from modelport.features.online import DEDUPE_TTL_S, Event, Found, Lookup, Row, json_default
 
 #: Keys per ``IN (...)`` query, well under SQLite's limit on bound variables.
 _CHUNK = 500
@@ -64,15 +63,7 @@ def encode(value: Any) -> str:
     """JSON text of feature values or a state; numpy arrays and scalars become lists
     and numbers. NaN and infinities become null in rows (JSON has neither); a state
     keeps them (stdlib JSON's ``Infinity``), since `aggregates.read` needs numbers."""
-    return orjson.dumps(value, default=_default, option=orjson.OPT_SERIALIZE_NUMPY).decode()
-
-
-def _default(value: Any) -> Any:
-    if isinstance(value, np.ndarray):  # not C-contiguous, which orjson takes as is
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+    return orjson.dumps(value, default=json_default, option=orjson.OPT_SERIALIZE_NUMPY).decode()
 
 
 def _encode_state(state: State) -> str:

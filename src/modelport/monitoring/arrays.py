@@ -105,11 +105,20 @@ def lists(block: np.ndarray) -> pa.Array:
     """A 2-D block (one row per item) as a list array: ``list<float64>`` for numbers,
     ``list<string>`` for text."""
     flat = block.reshape(len(block), -1)
-    offsets = np.arange(0, flat.size + 1, flat.shape[1], dtype=np.int32)
-    offsets_array = pa.Array.from_buffers(pa.int32(), len(offsets), [None, pa.py_buffer(offsets)])
+    sizes = np.full(len(flat), flat.shape[1], np.int32)
     if flat.dtype.kind in "fiub":
-        return pa.ListArray.from_arrays(offsets_array, numbers(flat.astype(np.float64).ravel()))
-    return pa.ListArray.from_arrays(offsets_array, values(flat.ravel()))
+        return list_array(sizes, numbers(flat.astype(np.float64).ravel()))
+    return list_array(sizes, values(flat.ravel()))
+
+
+def list_array(sizes: np.ndarray, items: pa.Array, null: np.ndarray | None = None) -> pa.Array:
+    """A list array of ``sizes[i]`` consecutive ``items`` per row (rows where ``null``
+    is true are null)."""
+    offsets = np.zeros(len(sizes) + 1, np.int32)
+    np.cumsum(sizes, out=offsets[1:])
+    offsets_array = pa.Array.from_buffers(pa.int32(), len(offsets), [None, pa.py_buffer(offsets)])
+    mask = booleans(null) if null is not None and null.any() else None
+    return pa.ListArray.from_arrays(offsets_array, items, mask=mask)
 
 
 def values(items: np.ndarray) -> pa.Array:

@@ -225,6 +225,18 @@ class LogStore:
             rows = con.sql(sql).fetchall()
         return [dict(zip(_FAILURE_COLUMNS, row, strict=True)) for row in rows]
 
+    def _days_between(self, endpoint: str, since: dt.datetime, until: dt.datetime) -> list[str]:
+        end = _utc(until).date().isoformat()
+        return [d for d in self._days(endpoint, since) if d <= end]
+
+    def _span(self, endpoint: str, since: dt.datetime, until: dt.datetime) -> str:
+        """SQL for one row per logged request (its first row) in ``[since, until)``."""
+        source = self._predictions(endpoint, self._days_between(endpoint, since, until))
+        return (
+            f"SELECT * FROM ({source}) WHERE ts >= {_timestamp(since)} "
+            f"AND ts < {_timestamp(until)} AND ends_with(prediction_id, '-0')"
+        )
+
     def by_variant(
         self,
         endpoint: str,
@@ -236,29 +248,15 @@ class LogStore:
         """Requests, errors, error rate and latency (p50, p99 of answered requests) of
         each (variant, shadow) of ``endpoint`` in ``[since, until)`` (of one
         ``environment``, or all)."""
-        end = _utc(until).date().isoformat()
-        days = [d for d in self._days(endpoint, since) if d <= end]
         sql = (
-            f"SELECT variant, shadow, count(*), count(*) FILTER (WHERE status <> '{OK}'), "
-            f"quantile_cont(latency_s, 0.5) FILTER (WHERE status = '{OK}'), "
-            f"quantile_cont(latency_s, 0.99) FILTER (WHERE status = '{OK}') "
-            f"FROM ({self._predictions(endpoint, days)}) "
-            f"WHERE ts >= {_timestamp(since)} AND ts < {_timestamp(until)} "
-            "AND ends_with(prediction_id, '-0') AND variant IS NOT NULL "
+            f"SELECT variant, shadow, {_REQUEST_FIGURES} "
+            f"FROM ({self._span(endpoint, since, until)}) "
+            "WHERE variant IS NOT NULL "
             f"{_environment(environment)}GROUP BY ALL"
         )
         with _connection() as con:
             rows = con.sql(sql).fetchall()
-        return {
-            (str(variant), bool(shadow)): {
-                "requests": int(n),
-                "errors": int(errors),
-                "error_rate": errors / n if n else None,
-                "p50_s": p50,
-                "p99_s": p99,
-            }
-            for variant, shadow, n, errors, p50, p99 in rows
-        }
+        return {(str(v), bool(shadow)): _figures(*rest) for v, shadow, *rest in rows}
 
     def outputs(
         self,
@@ -273,9 +271,7 @@ class LogStore:
     ) -> pd.Series:
         """One output column (``out_label``...) of a variant's answered rows in
         ``[since, until)``; empty when the variant has no such rows or column."""
-        end = _utc(until).date().isoformat()
-        days = [d for d in self._days(endpoint, since) if d <= end]
-        source = self._predictions(endpoint, days)
+        source = self._predictions(endpoint, self._days_between(endpoint, since, until))
         with _connection() as con:
             names = {str(r[0]) for r in con.sql(f"DESCRIBE SELECT * FROM ({source})").fetchall()}
             if column not in names:
@@ -302,26 +298,15 @@ class LogStore:
         over all (None without requests).
         """
         until = until or dt.datetime.now(dt.UTC)
-        end = _utc(until).date().isoformat()
-        days = [d for d in self._days(endpoint, since) if d <= end]
         sql = (
-            f"SELECT count(*), count(*) FILTER (WHERE status <> '{OK}'), "
-            f"quantile_cont(latency_s, 0.5) FILTER (WHERE status = '{OK}'), "
-            f"quantile_cont(latency_s, 0.99) FILTER (WHERE status = '{OK}') "
-            f"FROM ({self._predictions(endpoint, days)}) "
-            f"WHERE ts >= {_timestamp(since)} AND ts < {_timestamp(until)} "
-            "AND ends_with(prediction_id, '-0') AND NOT shadow"
+            f"SELECT {_REQUEST_FIGURES} FROM ({self._span(endpoint, since, until)}) "
+            "WHERE NOT shadow"
         )
         with _connection() as con:
             requests, errors, p50, p99 = con.sql(sql).fetchall()[0]
         seconds = max((until - since).total_seconds(), 1e-9)
         rate = self.settings.log_sample_rate
-        return {
-            "requests": int(requests),
-            "errors": int(errors),
-            "error_rate": errors / requests if requests else None,
-            "p50_s": p50,
-            "p99_s": p99,
+        return _figures(requests, errors, p50, p99) | {
             "requests_per_s": requests / seconds / rate if rate > 0 else 0.0,
             "since": _utc(since).isoformat(),
             "until": _utc(until).isoformat(),
@@ -339,6 +324,24 @@ def _connection() -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     return con
+
+
+#: Requests, failed requests, and the p50 / p99 latency of the answered ones.
+_REQUEST_FIGURES = (
+    f"count(*), count(*) FILTER (WHERE status <> '{OK}'), "
+    f"quantile_cont(latency_s, 0.5) FILTER (WHERE status = '{OK}'), "
+    f"quantile_cont(latency_s, 0.99) FILTER (WHERE status = '{OK}')"
+)
+
+
+def _figures(requests: int, errors: int, p50: float | None, p99: float | None) -> dict[str, Any]:
+    return {
+        "requests": int(requests),
+        "errors": int(errors),
+        "error_rate": errors / requests if requests else None,
+        "p50_s": p50,
+        "p99_s": p99,
+    }
 
 
 def _environment(environment: str | None) -> str:

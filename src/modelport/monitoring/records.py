@@ -338,12 +338,8 @@ def _stale(entries: Sequence[Entry]) -> pa.Array:
         per_row.extend(marks if marks is not None else [None] * e[ROWS])
     items = [view for row in per_row if row for view in row]
     sizes = np.fromiter((len(r) if r else 0 for r in per_row), np.int32, len(per_row))
-    offsets = np.zeros(len(per_row) + 1, np.int32)
-    np.cumsum(sizes, out=offsets[1:])
-    valid = np.fromiter((r is not None for r in per_row), bool, len(per_row))
-    mask = None if valid.all() else arrays.booleans(~valid)
-    offsets_array = pa.Array.from_buffers(pa.int32(), len(offsets), [None, pa.py_buffer(offsets)])
-    return pa.ListArray.from_arrays(offsets_array, arrays.strings(items), mask=mask)
+    null = np.fromiter((r is None for r in per_row), bool, len(per_row))
+    return arrays.list_array(sizes, arrays.strings(items), null)
 
 
 def _prediction_ids(request_ids: pa.Array, counts: np.ndarray) -> pa.Array:

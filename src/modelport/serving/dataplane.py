@@ -295,11 +295,7 @@ class DataPlane:
     ) -> ModelVersion:
         """The live variant that answers a request: sticky by the deployment's header or
         input field when it names one and the request has it, else random by weight."""
-        state = self.endpoint(endpoint)
-        router = state.router
-        if len(router.live) == 1:
-            return router.live[0][1]
-        return router.choose(_sticky_key(state.routing, raw, header))[1]
+        return _route(self.endpoint(endpoint), raw, header)
 
     async def predict(
         self,
@@ -323,10 +319,8 @@ class DataPlane:
                 mv = version
             elif version is not None:
                 mv = await self.version_for(endpoint, version)
-            elif len(state.router.live) == 1:
-                mv = state.router.live[0][1]
             else:
-                mv = state.router.choose(_sticky_key(state.routing, raw, header))[1]
+                mv = _route(state, raw, header)
         except ModelportError as exc:
             self.log_failure(endpoint, exc, started=started)
             raise
@@ -511,6 +505,13 @@ def _bind_views(state: EndpointState, views: Mapping[str, FeatureView]) -> None:
         if missing
         else None
     )
+
+
+def _route(state: EndpointState, raw: RawInput | None, header: Header | None) -> ModelVersion:
+    router = state.router
+    if len(router.live) == 1:  # no key to read, no draw
+        return router.live[0][1]
+    return router.choose(_sticky_key(state.routing, raw, header))[1]
 
 
 def _sticky_key(routing: Routing, raw: RawInput | None, header: Header | None) -> str | None:
