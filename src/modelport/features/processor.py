@@ -28,6 +28,7 @@ import math
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -41,6 +42,10 @@ from modelport.features.aggregates import canonical, ops
 from modelport.features.online import Event, OnlineStore
 from modelport.features.streams import EventSource, Message
 from modelport.features.views import FeatureView, StreamSource
+
+#: Batches read ahead of the one being applied: enough that the store always has the
+#: next apply queued while the next batch is read and parsed.
+QUEUED_APPLIES = 2
 
 log = logging.getLogger(__name__)
 
@@ -165,29 +170,37 @@ class StreamProcessor:
     def run(self, *, once: bool = False) -> Stats:
         """Process until `stop` (or, with ``once``, until the stream is drained).
 
-        One batch is applied (in a worker thread, mostly waiting on the store) while the
-        next is read and parsed: applies stay in stream order, one at a time, and a batch
+        Applies run one at a time, in stream order, on a worker thread (mostly waiting
+        on the store), while the main thread reads and parses the next batches. Up to
+        `QUEUED_APPLIES` batches are queued, so a Redis store always has the next apply
+        waiting while this process parses: Redis runs one command at a time, and a read
+        queued behind an apply would otherwise leave it idle during every parse. A batch
         is acknowledged only once its apply returned. On `stop` what was read is applied
         and acknowledged before returning.
         """
         started = time.monotonic()
-        inflight: tuple[list[Message], list[Event], Future[int]] | None = None
+        inflight: deque[tuple[list[Message], list[Event], Future[int]]] = deque()
         try:
             with ThreadPoolExecutor(1, thread_name_prefix=f"apply-{self.view.name}") as pool:
                 while not self._stopping.is_set():
-                    # while a batch is being applied, only take what is already there
+                    # while batches are being applied, only take what is already there
                     batch = self._read(None if once or inflight else self.block_ms)
-                    if inflight is not None:
-                        self._done(inflight[0], inflight[1], inflight[2].result())
-                        inflight = None
                     if batch is not None:
-                        inflight = (*batch, pool.submit(self._apply, batch[1]))
+                        inflight.append((*batch, pool.submit(self._apply, batch[1])))
+                    while inflight and (
+                        batch is None
+                        or len(inflight) > QUEUED_APPLIES
+                        or inflight[0][2].done()
+                    ):
+                        messages, events, applied = inflight.popleft()
+                        self._done(messages, events, applied.result())
                     if time.monotonic() - self._measured >= self.lag_every_s:
                         self.measure()
                     if once and batch is None:
                         break
-                if inflight is not None:
-                    self._done(inflight[0], inflight[1], inflight[2].result())
+                while inflight:
+                    messages, events, applied = inflight.popleft()
+                    self._done(messages, events, applied.result())
         finally:
             self._stats.seconds += time.monotonic() - started
         self.measure()
