@@ -131,6 +131,7 @@ class Batcher:
         *,
         name: str = "",
         on_batch: BatchObserver | None = None,
+        single_threaded: bool = True,
     ) -> None:
         #: told of each model call and of requests joining and leaving the queue (metrics)
         self.observer = on_batch
@@ -145,10 +146,13 @@ class Batcher:
         self._running: asyncio.Task[None] | None = None
         self._last_requests = 0
         self._closed = False
-        # Recent model-call time (moving average); calls this short run on the event
+        # Recent model-call CPU time (moving average); calls this short run on the event
         # loop itself, since handing them to a thread costs more than the call.
         self._model_seconds = float("inf")
         self._calls = 0
+        # A runtime on one thread is judged by that thread's CPU time, one with a pool
+        # of its own by the wall time (its calling thread mostly waits).
+        self._single_threaded = single_threaded
 
     @property
     def stats(self) -> BatchStats:
@@ -325,19 +329,23 @@ class Batcher:
         self, parts: list[Columns], rows: int, waits: Sequence[float]
     ) -> list[Prediction]:
         """One model call for several requests: concat, predict, split; timed and told."""
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         try:
             if len(parts) == 1:
                 return [self.runtime.predict(parts[0])]
             return split(self.runtime.predict(concat(parts)), [_rows(p) for p in parts])
         finally:
-            self._called(rows, waits, time.perf_counter() - started)
+            self._called(rows, waits, time.perf_counter() - started, time.thread_time() - cpu)
 
-    def _called(self, rows: int, waits: Sequence[float], seconds: float) -> None:
+    def _called(self, rows: int, waits: Sequence[float], seconds: float, cpu: float) -> None:
+        # Where the next call runs is judged on this thread's CPU time: the wall time of
+        # a call in the executor includes its waits for the GIL while the event loop
+        # runs, which would keep cheap models off the loop once they were sent there.
+        cost = cpu if self._single_threaded else seconds
         if self._calls:
-            self._model_seconds += (seconds - self._model_seconds) * 0.2
+            self._model_seconds += (cost - self._model_seconds) * 0.2
         else:
-            self._model_seconds = seconds
+            self._model_seconds = cost
         self._calls += 1
         if self.observer is not None:
             self.observer.batch(rows, waits, seconds)

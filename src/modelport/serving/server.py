@@ -1,11 +1,11 @@
 """Running the server: one process, or N worker processes behind one port.
 
 With one worker the app runs in this process. With several, this process becomes
-uvicorn's supervisor (``exec``, so the supervisor carries uvicorn alone, not the CLI):
-it starts the workers, replaces one that dies, and each worker builds its own app
-(and loads its own models) from the same settings, handed over as ``MODELPORT_*``
-variables. Nothing is shared between workers but the listening socket, the registry
-and the artifact store; metrics are summed across workers through prometheus_client's
+their supervisor (`modelport.serving.supervisor`): it imports the serving stack once,
+forks the workers (which share those pages) and replaces one that dies; each worker
+builds its own app and loads its own models from the same settings. Nothing is shared
+between workers but the listening socket, the imported code, the registry and the
+artifact store; metrics are summed across workers through prometheus_client's
 multiprocess directory, ``MODELPORT_HOME/run/metrics-PORT``, emptied at every start.
 """
 
@@ -13,24 +13,18 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from pathlib import Path
 
+from modelport.serving.memory import tune_allocator
 from modelport.settings import Settings
 
 METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 #: Thread pools of native libraries (OpenMP in scikit-learn/LightGBM/XGBoost, BLAS in
 #: NumPy): one worker per core must not start a pool per core each.
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-def settings_environment(settings: Settings) -> dict[str, str]:
-    """The ``MODELPORT_*`` variables that rebuild ``settings`` in a worker process."""
-    env = {}
-    for name, value in settings.model_dump(exclude_none=True).items():
-        text = str(value).lower() if isinstance(value, bool) else str(value)
-        env[f"MODELPORT_{name.upper()}"] = text
-    return env
+#: Arrow's allocator: the system's, which returns freed memory to the OS, where Arrow's
+#: default (mimalloc) keeps what a burst of prediction-log tables took, per worker.
+ARROW_POOL_VARIABLE = "ARROW_DEFAULT_MEMORY_POOL"
 
 
 def worker_count(settings: Settings) -> int:
@@ -51,6 +45,8 @@ def run_server(settings: Settings, *, log_level: str = "info") -> None:
     os.environ[METRICS_DIR_VARIABLE] = str(fresh_metrics_dir(settings))
     for variable in THREAD_VARIABLES:  # read when the libraries load, so set them first
         os.environ.setdefault(variable, str(settings.runtime_threads))
+    os.environ.setdefault(ARROW_POOL_VARIABLE, "system")
+    tune_allocator()
     if workers == 1:
         import uvicorn
 
@@ -67,10 +63,6 @@ def run_server(settings: Settings, *, log_level: str = "info") -> None:
             timeout_graceful_shutdown=10,
         )
         return
-    argv = [
-        sys.executable, "-m", "uvicorn", "modelport.serving.app:create_app", "--factory",
-        "--host", settings.host, "--port", str(settings.port), "--workers", str(workers),
-        "--http", "httptools", "--loop", "uvloop", "--log-level", log_level,
-        "--no-access-log", "--timeout-graceful-shutdown", "10",
-    ]  # fmt: skip
-    os.execve(sys.executable, argv, os.environ | settings_environment(settings))
+    from modelport.serving.supervisor import serve_forked
+
+    serve_forked(settings, workers, log_level=log_level)

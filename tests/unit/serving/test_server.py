@@ -1,23 +1,12 @@
-"""What a multi-worker server hands its workers."""
+"""What a multi-worker server starts from."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-import pytest
-
-from modelport.serving.server import fresh_metrics_dir, settings_environment, worker_count
+from modelport.serving.server import fresh_metrics_dir, worker_count
 from modelport.settings import Settings
-
-
-def test_workers_rebuild_the_same_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = Settings(
-        home=tmp_path, env="staging", port=9000, load_mode="lazy", compile_models=False, workers=3
-    )
-    for name, value in settings_environment(settings).items():
-        monkeypatch.setenv(name, value)
-    assert Settings() == settings
 
 
 def test_worker_count_defaults_to_cores(tmp_path: Path) -> None:

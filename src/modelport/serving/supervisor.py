@@ -1,0 +1,200 @@
+"""N worker processes behind one port, forked from a parent that imported the stack.
+
+The parent binds the listening socket, imports the serving stack (NumPy, Arrow,
+onnxruntime, FastAPI, SQLAlchemy: most of a worker's memory), moves those objects out
+of the garbage collector's reach (`gc.freeze`, so collections never write to their
+pages), and forks the workers. Each worker builds its own app and loads its own
+models; the imported code and data stay shared between the workers, copy on write, so
+N workers cost far less memory than N fresh interpreters (gunicorn's ``--preload``).
+
+The parent starts no thread and no event loop, before forking or after: it replaces a
+worker that dies (and clears the dead worker's live metrics), and passes SIGTERM and
+SIGINT on to the workers, which finish their requests (uvicorn's graceful shutdown)
+before it exits.
+
+Example::
+
+    serve_forked(settings, workers=2, log_level="info")   # returns once stopped
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import importlib
+import logging
+import os
+import signal
+import socket
+import time
+from types import FrameType
+
+from modelport.settings import Settings
+
+log = logging.getLogger("modelport.supervisor")
+
+#: Imported in the parent so that every worker shares their pages; those not installed
+#: are skipped (a flavor costs nothing until used, as ever).
+PRELOAD = (
+    "numpy",
+    "pyarrow",
+    "pyarrow.parquet",
+    "onnxruntime",
+    "uvicorn",
+    "uvloop",
+    "httptools",
+    "modelport.serving.app",
+)
+#: Seconds the workers get to finish their requests after SIGTERM (uvicorn's graceful
+#: shutdown), plus this much, before they are killed.
+GRACE_SECONDS = 10
+#: How often the parent looks for dead workers and signals.
+POLL_SECONDS = 0.2
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The socket every worker accepts on."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def preload() -> None:
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            continue
+    gc.collect()
+    gc.freeze()
+
+
+class Supervisor:
+    """Forks ``workers`` workers on one socket, replaces the dead, stops them on a signal."""
+
+    def __init__(self, settings: Settings, workers: int, *, log_level: str = "info") -> None:
+        self.settings, self.workers, self.log_level = settings, workers, log_level
+        self.children: dict[int, int] = {}  # pid -> slot
+        self._stopping = False
+
+    def run(self) -> None:
+        if not logging.getLogger().handlers:
+            logging.basicConfig(
+                level=self.log_level.upper(), format="%(levelname)s:     %(message)s"
+            )
+        sock = listening_socket(self.settings.host, self.settings.port)
+        preload()
+        previous = {s: signal.signal(s, self._stop) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            for slot in range(self.workers):
+                self._fork(sock, slot)
+            log.info(
+                "serving on http://%s:%d with %d workers",
+                self.settings.host,
+                self.settings.port,
+                self.workers,
+            )
+            while not self._stopping:
+                self._reap(sock)
+                time.sleep(POLL_SECONDS)
+            self._shutdown()
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+            sock.close()
+
+    def _stop(self, signum: int, _frame: FrameType | None) -> None:
+        self._stopping = True
+
+    def _fork(self, sock: socket.socket, slot: int) -> None:
+        pid = os.fork()
+        if pid == 0:  # the worker: it never returns into the parent's code
+            code = 1
+            try:
+                for s in (signal.SIGTERM, signal.SIGINT):
+                    signal.signal(s, signal.SIG_DFL)
+                run_worker(sock, self.settings, self.log_level)
+                code = 0
+            except BaseException:
+                log.exception("worker %d failed", os.getpid())
+            finally:
+                os._exit(code)
+        self.children[pid] = slot
+
+    def _reap(self, sock: socket.socket) -> None:
+        while self.children:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                return
+            slot = self.children.pop(pid, None)
+            if slot is None:
+                continue
+            _forget_metrics(pid)
+            if self._stopping:
+                continue
+            log.warning(
+                "worker %d (slot %d) exited with %s; starting another", pid, slot, _how(status)
+            )
+            self._fork(sock, slot)
+
+    def _shutdown(self) -> None:
+        for pid in self.children:
+            _signal(pid, signal.SIGTERM)
+        deadline = time.monotonic() + GRACE_SECONDS + 5
+        while self.children and time.monotonic() < deadline:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                time.sleep(POLL_SECONDS / 2)
+            else:
+                self.children.pop(pid, None)
+                _forget_metrics(pid)
+        for pid in self.children:
+            log.warning("worker %d did not stop in time; killing it", pid)
+            _signal(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            _forget_metrics(pid)
+        self.children.clear()
+
+
+def run_worker(sock: socket.socket, settings: Settings, log_level: str) -> None:
+    """One worker: its own app and models, serving on the inherited socket."""
+    import uvicorn
+
+    from modelport.serving.app import create_app
+
+    config = uvicorn.Config(
+        create_app(settings),
+        log_level=log_level,
+        access_log=False,
+        http="httptools",
+        loop="uvloop",
+        timeout_graceful_shutdown=GRACE_SECONDS,
+    )
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def serve_forked(settings: Settings, workers: int, *, log_level: str = "info") -> None:
+    Supervisor(settings, workers, log_level=log_level).run()
+
+
+def _forget_metrics(pid: int) -> None:
+    """A dead worker's live gauges (requests in flight, ...) leave the sums."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)
+
+
+def _signal(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
+
+
+def _how(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"signal {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"code {os.waitstatus_to_exitcode(status)}"
