@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8000
 
-.PHONY: help setup demo test test-fast lint typecheck bench bench-fast bench-batching bench-log bench-shadow bench-stream bench-features services clean
+.PHONY: help setup demo test test-fast lint typecheck bench bench-fast bench-batching bench-log bench-shadow bench-stream bench-features bench-batch services clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -61,6 +61,9 @@ bench-shadow: $(STAMP) ## Live latency with no / a 2 s-sleeping / a raising shad
 
 bench-stream: $(STAMP) services ## Stream ingestion into Redis vs bare XREADGROUP+XACK, same run (~1 min)
 	$(BIN)/python bench/stream_bench.py $(ARGS)
+
+bench-batch: $(STAMP) ## Batch predict on 2M Parquet rows vs the model's own one call, same run (~1 min)
+	$(BIN)/python bench/batch_bench.py $(ARGS)
 
 clean: ## Remove demo state
 	rm -rf .modelport demo

@@ -42,6 +42,7 @@ from modelport.registry import (
     Registry,
     ServingOptions,
 )
+from modelport.registry.entities import Precomputed
 from modelport.runtimes import detect_flavor, get_runtime, needs_trust, save_model
 from modelport.runtimes.base import LoadContext, Prediction, Runtime
 from modelport.settings import Settings
@@ -379,11 +380,13 @@ class Client:
         reason: str | None = None,
         serving: ServingOptions | None = None,
         features: Sequence[str] | None = None,
+        precomputed: Precomputed | bool | None = None,
     ) -> Deployment:
         """Point ``endpoint`` in ``env`` at the version ``uri`` names (aliases resolve now),
-        at once and alone. An existing deployment's routing, rollout policy and feature
-        views are kept (``features`` replaces the views); it stops following an alias (a
-        hand-picked version wins)."""
+        at once and alone. An existing deployment's routing, rollout policy, feature
+        views and precomputed mode are kept (``features`` replaces the views;
+        ``precomputed`` sets the mode: True keeps it or turns it on with its defaults,
+        False turns it off); it stops following an alias (a hand-picked version wins)."""
         version = self.get_version(uri)
         spec = DeploymentSpec.single(version.name, version.version, source=uri, serving=serving)
         try:
@@ -392,8 +395,18 @@ class Client:
             current = None
         if current is not None:
             spec = replace(
-                spec, routing=current.routing, rollout=current.rollout, features=current.features
+                spec,
+                routing=current.routing,
+                rollout=current.rollout,
+                features=current.features,
+                precomputed=current.precomputed,
             )
+        if precomputed is False:
+            spec = replace(spec, precomputed=None)
+        elif precomputed is True:
+            spec = replace(spec, precomputed=spec.precomputed or Precomputed())
+        elif precomputed is not None:
+            spec = replace(spec, precomputed=precomputed)
         if features is not None:
             from modelport.registry.features import FeatureViewStore
 

@@ -73,6 +73,12 @@ class Settings(BaseSettings):
         description="How often a server checks running rollouts and followed aliases "
         "(0: never; another server must drive them).",
     )
+    batch_interval_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description="How often a server starts the scheduled batch jobs of its environment "
+        "whose time has come (0: never; another server or an external scheduler runs them).",
+    )
     online_store: str = Field(
         default="sqlite",
         description="Where online features live: sqlite (a file in home, shared by the "

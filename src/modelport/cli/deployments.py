@@ -5,12 +5,15 @@ Plain functions, registered on the top-level app by `modelport.cli.main`.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from modelport import errors
 from modelport.cli.common import Ctx, emit, handled, out, table
+
+if TYPE_CHECKING:
+    from modelport.registry.entities import Precomputed
 
 EnvOption = Annotated[
     str, typer.Option("--env", "-e", help="Environment, e.g. staging or production.")
@@ -33,6 +36,21 @@ def deploy(
         str | None,
         typer.Option(help="Feature views joined onto requests by entity key: a,b ('' none)."),
     ] = None,
+    precomputed: Annotated[
+        bool | None,
+        typer.Option(
+            "--precomputed/--no-precomputed",
+            help="Answer keys from the batch run published for ENDPOINT (default: as before).",
+        ),
+    ] = None,
+    fallback: Annotated[
+        str | None,
+        typer.Option(help="With --precomputed, a key the run lacks: online or none (404)."),
+    ] = None,
+    precomputed_keys: Annotated[
+        str | None,
+        typer.Option(help="With --precomputed, the request fields holding the key: a,b."),
+    ] = None,
 ) -> None:
     """Serve a model version at ENDPOINT in an environment."""
     from modelport.config.schema import ServingSpec
@@ -49,7 +67,16 @@ def deploy(
         except ValueError as exc:
             raise errors.InvalidInput(f"invalid serving option: {exc}") from exc
         views = None if features is None else [v for v in features.split(",") if v.strip()]
-        d = c.client.deploy(endpoint, uri, env=env, reason=reason, serving=serving, features=views)
+        mode = _precomputed(precomputed, fallback, precomputed_keys)
+        d = c.client.deploy(
+            endpoint,
+            uri,
+            env=env,
+            reason=reason,
+            serving=serving,
+            features=views,
+            precomputed=mode,
+        )
     emit(
         c,
         d.to_dict(),
@@ -58,6 +85,25 @@ def deploy(
             f"(revision {d.revision})"
         ),
     )
+
+
+def _precomputed(
+    on: bool | None, fallback: str | None, keys: str | None
+) -> Precomputed | bool | None:
+    """The precomputed mode the deploy options ask for (None: keep the deployment's)."""
+    from modelport.registry.entities import Precomputed
+
+    if fallback is None and keys is None:
+        return on
+    if on is False:
+        raise errors.InvalidInput("--fallback and --precomputed-keys go with --precomputed")
+    try:
+        return Precomputed(
+            fallback=fallback or "none",  # type: ignore[arg-type]
+            keys=tuple(k.strip() for k in (keys or "").split(",") if k.strip()),
+        )
+    except ValueError as exc:
+        raise errors.InvalidInput(str(exc), hint="--fallback online or --fallback none") from exc
 
 
 def undeploy(ctx: typer.Context, endpoint: str, env: EnvOption = "production") -> None:

@@ -14,6 +14,7 @@ import typer
 
 from modelport import __version__, errors
 from modelport.cli import compare, deployments, feedback, rollouts
+from modelport.cli.batch import batch_app
 from modelport.cli.common import Ctx, emit, handled, out, read_frame
 from modelport.cli.deployments import EnvOption
 from modelport.cli.features import features_app
@@ -32,6 +33,7 @@ app.add_typer(incidents_app, name="incidents")
 app.add_typer(rollouts.rollout_app, name="rollout")
 app.add_typer(features_app, name="features")
 app.add_typer(stream_app, name="stream")
+app.add_typer(batch_app, name="batch")
 for command in (
     deployments.deploy,
     deployments.undeploy,

@@ -1,8 +1,8 @@
 """A plan for a `modelport.yaml`: the changes, the steps that make them, and `apply`.
 
 A `Plan` holds one step per model, version, alias, feature view and deployment
-(and the alerting document); each step knows
-its `Change` (create, update or unchanged) and how to carry it out. `apply` runs the
+(and the alerting document, and batch jobs); each step knows
+its `Change` (create, update, delete or unchanged) and how to carry it out. `apply` runs the
 steps in order; `modelport.config.planner` builds plans from a config file.
 
 Example::
@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from modelport.batch.spec import JobSpec
 from modelport.client import Client
 from modelport.config.schema import ModelSpec, VersionSpec
 from modelport.durations import format_duration
@@ -32,16 +33,16 @@ from modelport.registry import (
     ServingOptions,
     Variant,
 )
-from modelport.registry.entities import SHADOW_STEP
+from modelport.registry.entities import SHADOW_STEP, Precomputed
 from modelport.registry.features import FeatureViewStore
 
 if TYPE_CHECKING:
     import pandas as pd
 
-ChangeKind = Literal["model", "version", "alias", "features", "deployment", "alerting"]
-Action = Literal["create", "update", "unchanged"]
+ChangeKind = Literal["model", "version", "alias", "features", "deployment", "alerting", "batch"]
+Action = Literal["create", "update", "delete", "unchanged"]
 
-SYMBOLS: dict[Action, str] = {"create": "+", "update": "~", "unchanged": "="}
+SYMBOLS: dict[Action, str] = {"create": "+", "update": "~", "delete": "-", "unchanged": "="}
 
 #: File suffixes a version's ``sample`` may have, and how pandas reads each.
 SAMPLE_READERS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
@@ -182,6 +183,7 @@ class PlannedDeployment:
     rollout: RolloutPolicy = field(default_factory=RolloutPolicy)
     follow: str | None = None
     features: tuple[str, ...] = ()
+    precomputed: Precomputed | None = None
 
     @property
     def numbered(self) -> bool:
@@ -196,6 +198,7 @@ class PlannedDeployment:
             rollout=self.rollout,
             follow=self.follow,
             features=self.features,
+            precomputed=self.precomputed,
         )
 
 
@@ -262,6 +265,27 @@ class AlertingStep:
 
 
 @dataclass(frozen=True)
+class BatchJobStep:
+    """Create, update or remove a batch job (``job`` None: remove ``environment/name``);
+    the registry keeps a spec it holds already, so running it twice changes nothing."""
+
+    change: Change
+    environment: str
+    name: str
+    job: JobSpec | None
+
+    def run(self, client: Client, registered: dict[int, ModelVersion]) -> str:
+        from modelport.registry.batch import BatchStore
+
+        store = BatchStore(client.registry.engine)
+        if self.job is None:
+            store.delete_job(self.environment, self.name)
+        else:
+            store.put_job(self.job, actor=client.user)
+        return self.change.detail
+
+
+@dataclass(frozen=True)
 class Plan:
     """What applying a config would change, in the order `apply` makes the changes."""
 
@@ -281,11 +305,12 @@ class Plan:
         return {action: counted[action] for action in SYMBOLS}
 
     def render(self, *, unchanged: bool = True) -> str:
-        """A terraform-like diff: ``+`` create, ``~`` update, ``=`` unchanged."""
+        """A terraform-like diff: ``+`` create, ``~`` update, ``-`` delete, ``=`` unchanged."""
         counts = self.counts()
+        deleted = f", {counts['delete']} to delete" if counts["delete"] else ""
         head = (
-            f"{self.file or 'plan'}: {counts['create']} to create, {counts['update']} to update, "
-            f"{counts['unchanged']} unchanged"
+            f"{self.file or 'plan'}: {counts['create']} to create, {counts['update']} to update"
+            f"{deleted}, {counts['unchanged']} unchanged"
         )
         shown = [c for c in self.changes if unchanged or c.action != "unchanged"]
         width = max((len(c.target) for c in shown), default=0)
@@ -355,7 +380,17 @@ def setting_changes(before: DeploymentSpec | None, after: PlannedDeployment) -> 
         out.append(f"follow {_was(old.follow or '-', arrow)}{after.follow or '-'}")
     if after.features != old.features:
         out.append(f"features {_was(_names(old.features), arrow)}{_names(after.features)}")
+    if after.precomputed != old.precomputed:
+        was = _precomputed(old.precomputed)
+        out.append(f"precomputed {_was(was, arrow)}{_precomputed(after.precomputed)}")
     return out
+
+
+def _precomputed(mode: Precomputed | None) -> str:
+    if mode is None:
+        return "-"
+    keys = f", keys {_names(mode.keys)}" if mode.keys else ""
+    return f"fallback {mode.fallback}{keys}"
 
 
 def _names(names: tuple[str, ...]) -> str:
@@ -400,7 +435,8 @@ def _routing(routing: Routing) -> str:
 
 
 def apply(client: Client, plan: Plan) -> ApplyResult:
-    """Carry out a plan: models, then versions, aliases, feature views, deployments.
+    """Carry out a plan: models, then versions, aliases, feature views, deployments,
+    the alerting document and batch jobs.
 
     Unchanged lines are skipped. If a change fails, the ones before it stay applied;
     fix the cause and apply again (what is done shows as unchanged).

@@ -1,8 +1,9 @@
 """Plan and apply a `modelport.yaml`: what would change, then make it so.
 
 `plan` reads the registry and the files the config points at, writes nothing, and
-returns a `Plan`: one `Change` per model, version, alias, feature view and deployment,
-each to create, update or left unchanged. `apply` carries a plan out in that order, so
+returns a `Plan`: one `Change` per model, version, alias, feature view, deployment and
+batch job, each to create, update, delete (batch jobs the file's ``batch:`` no longer
+lists) or left unchanged. `apply` carries a plan out in that order, so
 the views an endpoint joins exist before its deployment names them. Versions
 are recognised by the SHA-256 of their artifact and deployments by their whole spec
 (variants, serving, routing, rollout policy, followed alias), so applying the same
@@ -28,13 +29,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from modelport.artifacts import sha256_path
+from modelport.batch.spec import JobSpec
 from modelport.client import Client
+from modelport.config import batch as batch_config
 from modelport.config.features import FeatureViewSpec, differences, summary
 from modelport.config.plan import (
     SAMPLE_READERS,
     Action,
     AlertingStep,
     AliasStep,
+    BatchJobStep,
     Change,
     DeploymentStep,
     FeatureViewStep,
@@ -158,6 +162,7 @@ class _Planner:
         ]
         views = self._feature_views()
         deployments = self._deployments()
+        jobs = self._batch_jobs()
         if self.errors:
             lines = [message for _, message in sorted(self.errors, key=lambda e: e[0])]
             raise InvalidConfig("\n".join(lines))
@@ -168,6 +173,7 @@ class _Planner:
             *views,
             *deployments,
             *self._alerting(),
+            *jobs,
         ]
         return Plan(steps=tuple(steps), file=self.source.file)
 
@@ -187,6 +193,66 @@ class _Planner:
             return [AlertingStep(Change("alerting", "create", "alerting", detail), body)]
         action: Action = "unchanged" if current[0] == body else "update"
         return [AlertingStep(Change("alerting", action, "alerting", detail), body)]
+
+    def _batch_jobs(self) -> list[BatchJobStep]:
+        """The batch jobs, when the file has a ``batch:`` section: it lists every job,
+        so the registry's jobs it does not list are removed."""
+        if self.config.batch is None:
+            return []
+        from modelport.registry.batch import BatchStore
+
+        current = {
+            (j.environment, j.name): j.spec
+            for j in BatchStore(self.client.registry.engine).list_jobs()
+        }
+        steps = []
+        for name, spec in self.config.batch.items():
+            job = self._job(name, spec)
+            if job is None:
+                continue
+            before = current.pop((job.env, name), None)
+            target = f"{job.env}/{name}"
+            if before is None:
+                change = Change("batch", "create", target, batch_config.summary(job, self._shown))
+            elif before == job:
+                change = Change(
+                    "batch", "unchanged", target, batch_config.summary(job, self._shown)
+                )
+            else:
+                detail = "; ".join(batch_config.differences(before, job, self._shown))
+                change = Change("batch", "update", target, detail)
+            steps.append(BatchJobStep(change, job.env, name, job))
+        for (env, name), gone in current.items():
+            change = Change("batch", "delete", f"{env}/{name}", f"{gone.model}; not in the file")
+            steps.append(BatchJobStep(change, env, name, None))
+        return steps
+
+    def _job(self, name: str, spec: batch_config.BatchJobSpec) -> JobSpec | None:
+        """The job as the registry will hold it: local paths made absolute from the YAML
+        file's folder (the server reads them from wherever it runs); its model and
+        feature views known here or in the registry."""
+        loc: Loc = ("batch", name)
+        model = parse_model_uri(spec.model).name
+        known = model in self.config.models or self._state(model).current is not None
+        if not known:
+            self._error(
+                (*loc, "model"), f"model {model!r} is neither in the registry nor in this file"
+            )
+        unknown = [(i, v) for i, v in enumerate(spec.features) if not self._view_known(v)]
+        for i, view in unknown:
+            self._error(
+                (*loc, "features", i),
+                f"feature view {view!r} is neither in the registry nor in this file's `features:`",
+            )
+        if not known or unknown:
+            return None
+        job = spec.job(name)
+        return replace(job, input=self._absolute(job.input), output=self._absolute(job.output))
+
+    def _absolute(self, path: str) -> str:
+        if "://" in path or Path(path).is_absolute():
+            return path
+        return str((self.base_dir / path).resolve())
 
     def _error(self, loc: Loc, message: str) -> None:
         self.errors.append((self.source.line_of(loc), self.source.error(loc, message)))
@@ -424,6 +490,7 @@ class _Planner:
             rollout=spec.rollout.policy(),
             follow=spec.followed(),
             features=tuple(spec.features),
+            precomputed=spec.precomputed.precomputed() if spec.precomputed else None,
         )
         target = f"{env}/{endpoint}"
         try:

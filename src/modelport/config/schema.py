@@ -38,10 +38,11 @@ from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
 from modelport.alerting.routing import Duration
 from modelport.alerting.watchconfig import AlertingSpec
+from modelport.config.batch import Jobs
 from modelport.config.features import FeatureViewSpec, ViewName, Views
 from modelport.errors import InvalidConfig, InvalidInput
 from modelport.registry import RolloutPolicy, Routing, ServingOptions, Variant
-from modelport.registry.entities import SHADOW_STEP
+from modelport.registry.entities import SHADOW_STEP, Precomputed
 from modelport.uri import check_name, parse_model_uri
 
 #: Where a value sits in the file: mapping keys and list indices from the root.
@@ -316,6 +317,31 @@ class RolloutSpec(_Strict):
         return RolloutPolicy(**given)
 
 
+def _switched_on(value: Any) -> Any:
+    """``precomputed: true`` -> the defaults; ``false`` -> off."""
+    if value is True:
+        return {}
+    return None if value is False else value
+
+
+class PrecomputedSpec(_Strict):
+    """Answer from published batch predictions (see `modelport.registry.Precomputed`)."""
+
+    fallback: Literal["online", "none"] = Field(
+        default="none",
+        description="A key the published run lacks: online predicts it with the deployed "
+        "model; none answers 404.",
+    )
+    keys: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list,
+        description="The request fields holding the key, one per id column of the run; "
+        "default: the run's id columns.",
+    )
+
+    def precomputed(self) -> Precomputed:
+        return Precomputed(fallback=self.fallback, keys=tuple(self.keys))
+
+
 class EndpointSpec(_Strict):
     """What an endpoint serves: exactly one of ``model``, ``variants`` or ``follow``."""
 
@@ -345,6 +371,11 @@ class EndpointSpec(_Strict):
         default_factory=list,
         description="Feature views (this file's `features:` or the registry's) whose values "
         "the server joins onto each request by entity key.",
+    )
+    precomputed: Annotated[PrecomputedSpec | None, BeforeValidator(_switched_on)] = Field(
+        default=None,
+        description="Answer requests by key from the batch run published for the endpoint "
+        "(`true`, or fallback and keys); the model serves keys the run lacks.",
     )
 
     @model_validator(mode="after")
@@ -441,6 +472,12 @@ class ConfigFile(_Strict):
         default=None,
         description="Alert rules, receivers and routes, drift thresholds "
         "(see docs/monitoring.md); left out, the applied document stays as it is.",
+    )
+    batch: Jobs | None = Field(
+        default=None,
+        description="Batch prediction jobs by name, each for one environment, run on a cron "
+        "schedule or on demand (see docs/batch.md); the section lists every job, so a job "
+        "it no longer lists is removed; left out, the jobs stay as they are.",
     )
 
 
@@ -639,6 +676,7 @@ _OWN_MESSAGES = (
     "duplicate_receiver",
     "invalid_url",
     "invalid_feature",
+    "invalid_batch",
 )
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection, Engine
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 #: The newest migration; `migrate` skips Alembic entirely when the database has it.
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0007"
 _PG_MIGRATION_LOCK = 0x6D6F_6465  # "mode": one migration at a time per database
 
 

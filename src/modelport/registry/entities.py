@@ -262,6 +262,36 @@ class ServingOptions:
         return cls(**(data or {}))
 
 
+Fallback = Literal["online", "none"]
+
+
+@dataclass(frozen=True)
+class Precomputed:
+    """An endpoint that answers from a batch run's published predictions.
+
+    A request carries the key (``keys``: its fields, in the run's id-column order;
+    empty: the run's id columns) and gets the row the run computed for it, with the
+    model version that computed it and when. A key the run did not score is predicted
+    online by the deployed model with ``fallback: online``, or answered 404 with
+    ``none``. Predictions published from another version of the model than the one
+    deployed are still served, and say which version they came from.
+    """
+
+    fallback: Fallback = "none"
+    keys: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.fallback not in ("online", "none"):
+            raise ValueError(f"precomputed fallback is online or none, not {self.fallback!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"fallback": self.fallback, "keys": list(self.keys)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Precomputed:
+        return cls(fallback=data.get("fallback", "none"), keys=tuple(data.get("keys") or ()))
+
+
 @dataclass(frozen=True)
 class DeploymentSpec:
     """What an endpoint serves: live variants splitting traffic by weight, shadows,
@@ -270,6 +300,7 @@ class DeploymentSpec:
     ``follow`` (``fraud@champion``) makes the endpoint follow a registry alias: when the
     alias moves, a rollout to the new version starts with ``rollout`` (the policy).
     ``features`` names the feature views joined onto each request by entity key.
+    ``precomputed`` makes the endpoint answer from published batch predictions.
     """
 
     variants: tuple[Variant, ...]
@@ -279,6 +310,8 @@ class DeploymentSpec:
     follow: str | None = None
     #: feature views whose values the server joins onto each request (by entity key)
     features: tuple[str, ...] = ()
+    #: answer from a published batch run's predictions (None: predict every request)
+    precomputed: Precomputed | None = None
 
     def __post_init__(self) -> None:
         names = [v.name for v in self.variants]
@@ -313,6 +346,8 @@ class DeploymentSpec:
             out["follow"] = self.follow
         if self.features:
             out["features"] = list(self.features)
+        if self.precomputed is not None:
+            out["precomputed"] = self.precomputed.to_dict()
         return out
 
     @classmethod
@@ -324,6 +359,11 @@ class DeploymentSpec:
             rollout=RolloutPolicy.from_dict(data.get("rollout")),
             follow=data.get("follow"),
             features=tuple(data.get("features") or ()),
+            precomputed=(
+                Precomputed.from_dict(data["precomputed"])
+                if data.get("precomputed") is not None
+                else None
+            ),
         )
 
     def with_variants(self, variants: Sequence[Variant]) -> DeploymentSpec:

@@ -221,3 +221,79 @@ feature_views = sa.Table(
     # Where the last incremental materialization ended (its window's exclusive end).
     sa.Column("materialized_until", sa.DateTime(timezone=True), nullable=True),
 )
+
+# -- batch: scheduled jobs and the history of their runs ----------------------------
+
+batch_jobs = sa.Table(
+    "batch_jobs",
+    metadata,
+    # A batch job declared in modelport.yaml, per environment. ``last_scheduled_for`` is
+    # the last schedule slot a scheduler claimed, moved by compare-and-set so that two
+    # servers never start the same slot.
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("environment", sa.String(128), nullable=False),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("spec", sa.JSON, nullable=False),
+    sa.Column("schedule", sa.String(128), nullable=True),
+    sa.Column("last_scheduled_for", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_by", sa.String(256), nullable=True),
+    sa.UniqueConstraint("environment", "name", name="uq_batch_jobs_env_name"),
+)
+
+batch_runs = sa.Table(
+    "batch_runs",
+    metadata,
+    # One row per run of a job (or of a one-off spec: ``job`` NULL). ``active_key`` holds
+    # "environment/job" while the run is running, NULL after, under a unique constraint:
+    # one run of a job at a time, whichever process starts it. ``heartbeat_at`` moves
+    # while the run is alive, so a run whose process died is seen as abandoned.
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("environment", sa.String(128), nullable=False),
+    sa.Column("job", sa.String(128), nullable=True),
+    sa.Column("trigger", sa.String(16), nullable=False),  # schedule | cli | api
+    sa.Column("status", sa.String(16), nullable=False),  # running | succeeded | failed
+    sa.Column("active_key", sa.String(300), nullable=True, unique=True),
+    sa.Column("spec", sa.JSON, nullable=False),
+    sa.Column("output", sa.Text, nullable=False),
+    sa.Column("model", sa.String(128), nullable=True),
+    sa.Column("version", sa.Integer, nullable=True),
+    sa.Column("rows_in", sa.BigInteger, nullable=True),
+    sa.Column("rows_out", sa.BigInteger, nullable=True),
+    sa.Column("rows_rejected", sa.BigInteger, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("note", sa.Text, nullable=True),  # e.g. nothing new: the output was there
+    sa.Column("started_by", sa.String(256), nullable=True),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("scheduled_for", sa.DateTime(timezone=True), nullable=True),
+    sa.UniqueConstraint(
+        "environment", "job", "scheduled_for", name="uq_batch_runs_env_job_scheduled"
+    ),
+    sa.Index("ix_batch_runs_env_job_started", "environment", "job", "started_at"),
+)
+
+# -- precomputed predictions: which batch run an endpoint answers from ---------------
+
+precomputed_publications = sa.Table(
+    "precomputed_publications",
+    metadata,
+    # One row per endpoint: the online-store namespace holding one batch run's
+    # predictions. Publishing a run writes a fresh namespace, then rewrites this row in
+    # one transaction, so a reader sees one run or the other, never a mix.
+    # ``retired_namespace`` is the one it pointed at before, until its rows are deleted.
+    sa.Column("environment", sa.String(128), primary_key=True),
+    sa.Column("endpoint", sa.String(128), primary_key=True),
+    sa.Column("run_id", sa.String(128), nullable=False),
+    sa.Column("namespace", sa.String(512), nullable=False),
+    sa.Column("model", sa.String(128), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("id_columns", sa.JSON, nullable=False),
+    sa.Column("outputs", sa.JSON, nullable=False),
+    sa.Column("rows", sa.BigInteger, nullable=False),
+    sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("published_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("published_by", sa.String(256), nullable=True),
+    sa.Column("retired_namespace", sa.String(512), nullable=True),
+)

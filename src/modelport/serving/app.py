@@ -31,8 +31,10 @@ from modelport.serving import http
 from modelport.serving.dataplane import DataPlane
 from modelport.serving.fastpath import FastPath
 from modelport.serving.metrics import ServingMetrics
+from modelport.serving.routes import batch as batch_routes
 from modelport.serving.routes import compare, control, feedback, native, rollouts, v2, watch
 from modelport.serving.routes import features as feature_routes
+from modelport.serving.routes import precomputed as precomputed_routes
 from modelport.serving.state import AppState
 from modelport.serving.watcher import Watcher
 from modelport.settings import Settings
@@ -105,6 +107,8 @@ def create_app(settings: Settings | None = None, *, client: Client | None = None
     app.include_router(compare.router)
     app.include_router(rollouts.router)
     app.include_router(feature_routes.router)
+    app.include_router(precomputed_routes.router)
+    app.include_router(batch_routes.router)
 
     @app.get("/metrics", tags=["metrics"], response_class=Response)
     def prometheus_metrics() -> Response:

@@ -147,4 +147,12 @@ def encode_result(result: PredictResult) -> bytes:
         variant=result.variant,
         prediction_ids=result.prediction_ids,
     )
-    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+    body.update(result.annotations)
+    return orjson.dumps(body, default=_listed, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _listed(value: Any) -> Any:
+    """Arrays orjson does not take as they are (text, objects) as lists."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot encode {type(value).__name__}")

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelport.artifacts import LocalArtifactStore
 from modelport.client import RuntimeKind, load_runtime, runtime_kind
@@ -41,6 +41,9 @@ from modelport.serving.router import Router
 from modelport.serving.shadow import ShadowRunner
 from modelport.settings import Settings
 from modelport.signature import Columns
+
+if TYPE_CHECKING:
+    from modelport.serving.precomputed import PrecomputedPredictions
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +109,8 @@ class PredictResult:
     rows: int = field(default=0)
     #: the variant that answered (``fraud-v4``); its version's name and number if unset
     variant: str = ""
+    #: more for the answer's body (a precomputed endpoint's: each row's source, the run)
+    annotations: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.variant:
@@ -200,6 +205,8 @@ class DataPlane:
             views = {v.name: v for v in await asyncio.to_thread(store.list)}
             for state in self.endpoints.values():
                 _bind_views(state, views)
+        if any(d.spec.precomputed is not None for d in deployments):
+            await self.precomputed.refresh(deployments)
         self._pin()
         self._synced = True
 
@@ -312,6 +319,9 @@ class DataPlane:
         key). Shadow variants get a copy of the request after the answer, off the hot
         path.
         """
+        served = self.endpoints.get(endpoint)
+        if version is None and served is not None and served.deployment.spec.precomputed:
+            return await self.precomputed.predict(served, raw, header)
         started = time.perf_counter()
         try:
             state = self.endpoint(endpoint)
@@ -390,6 +400,13 @@ class DataPlane:
         return Enricher(open_store(self.settings))
 
     @cached_property
+    def precomputed(self) -> PrecomputedPredictions:
+        """What precomputed endpoints answer from; built when the first one is served."""
+        from modelport.serving.precomputed import PrecomputedPredictions
+
+        return PrecomputedPredictions(self)
+
+    @cached_property
     def _feature_reads(self) -> ThreadPoolExecutor:
         return ThreadPoolExecutor(4, thread_name_prefix="modelport-features")
 
@@ -439,6 +456,7 @@ class DataPlane:
             self._executor,
             name=f"{endpoint}:{mv.uri}",
             on_batch=self.batch_observer(endpoint, mv) if self.batch_observer else None,
+            single_threaded=self.settings.runtime_threads == 1,
         )
         if current is not None:
             self._closing.add(asyncio.get_running_loop().create_task(current[1].close()))

@@ -12,6 +12,11 @@ Every ``rollout_interval_seconds`` the holder of the ``rollouts/<environment>`` 
 runs the rollout driver (`modelport.rollouts.Rollouts.tick`): it judges running
 rollouts whose step interval is over and starts rollouts for followed aliases that
 moved. A rollback's incident goes out through the same alert engine and routes.
+
+Every ``batch_interval_seconds`` the holder of the ``batch/<environment>`` lease starts
+the environment's scheduled batch jobs whose cron slot has come
+(`modelport.batch.jobs.Scheduler`), each on a thread of its own. A server whose
+environment has no scheduled job only asks the registry whether one appeared.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from modelport.serving.metrics import ServingMetrics
 if TYPE_CHECKING:
     from modelport.alerting.engine import AlertEngine, Evaluation
     from modelport.alerting.model import Alert
+    from modelport.batch.jobs import Scheduler
     from modelport.monitoring.monitor import Monitor
     from modelport.registry.rollouts import Rollout
     from modelport.rollouts import Rollouts
@@ -55,6 +61,8 @@ class Watcher:
         self.lease = f"watch/{settings.env}"
         self.rollout_interval = settings.rollout_interval_seconds
         self.rollout_lease = f"rollouts/{settings.env}"
+        self.batch_interval = settings.batch_interval_seconds
+        self.batch_lease = f"batch/{settings.env}"
         self._tasks: list[asyncio.Task[None]] = []
 
     @cached_property
@@ -85,19 +93,27 @@ class Watcher:
 
         return Rollouts(self.client, environment=self.environment, announce=self._announce)
 
+    @cached_property
+    def batch(self) -> Scheduler:
+        from modelport.batch.jobs import Scheduler
+
+        return Scheduler(self.client, self.environment)
+
     def start(self) -> None:
         loop = asyncio.get_running_loop()
         if self.interval > 0:
             self._tasks.append(loop.create_task(self._run(self.interval, self.tick)))
         if self.rollout_interval > 0:
             self._tasks.append(loop.create_task(self._run(self.rollout_interval, self.drive)))
+        if self.batch_interval > 0:
+            self._tasks.append(loop.create_task(self._run(self.batch_interval, self.schedule)))
 
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for lease in (self.lease, self.rollout_lease):
+        for lease in (self.lease, self.rollout_lease, self.batch_lease):
             await asyncio.to_thread(self.watch.release_lease, lease, self.holder)
         if "engine" in self.__dict__:  # built only by a process that held the lease
             await asyncio.to_thread(self.engine.close)
@@ -119,6 +135,19 @@ class Watcher:
         if "rollouts" not in self.__dict__ and not self._rollout_work():
             return []  # nothing to drive: the driver (and what judging imports) stays unloaded
         return self.rollouts.tick(now)
+
+    def schedule(self, now: datetime | None = None) -> list[tuple[str, datetime]] | None:
+        """One round of the batch scheduler, if this process holds its lease: start the
+        jobs whose slot has come (at ``now``, default the clock); what it started."""
+        ttl = max(3 * self.batch_interval, 10.0)
+        if not self.watch.acquire_lease(self.batch_lease, self.holder, ttl):
+            return None
+        if "batch" not in self.__dict__:
+            from modelport.registry.batch import BatchStore
+
+            if not BatchStore(self.client.registry.engine).has_schedules(self.environment):
+                return []  # no scheduled job: the scheduler stays unloaded
+        return self.batch.tick(now)
 
     def _rollout_work(self) -> bool:
         """Whether a rollout is active or an endpoint follows an alias (two small queries)."""

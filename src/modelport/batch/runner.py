@@ -1,0 +1,363 @@
+"""The local engine: chunks scored by worker processes, recorded as they finish.
+
+`run_local` reads the input in chunks in this process and hands each chunk to one of
+``workers`` processes (one per core by default; processes, because a model's Python
+code holds the GIL). Every worker opens one `Scorer` when it starts (the model is
+loaded once per process), scores the chunks it is given, and writes their output
+itself, ``part-000123.parquet`` (to a temporary name, then renamed), so only a
+`ChunkRecord` travels back. At most two chunks per worker are in flight: memory is a
+few chunks per process, whatever the input's size. Chunks cross to the workers as
+Arrow IPC files in a temporary folder, memory-mapped by the worker (no pickling).
+
+This process records each finished chunk in the manifest (`Book`: ``_manifest.json``
+is rewritten atomically after each chunk, less often once writing it takes long) and
+reports progress. Chunks finish out of order; the manifest lists those done, which is
+what a resumed run skips (see `modelport.batch.output`). With one worker everything
+runs in this process.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import multiprocessing
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from modelport import errors
+from modelport.batch.output import Output, count, part_name, rejects_name, write_table
+from modelport.batch.progress import Progress, Silent
+from modelport.batch.scoring import Scorer, input_columns, text_columns
+from modelport.batch.source import Chunk, Inputs, resolve
+from modelport.batch.spec import ChunkRecord, JobSpec, Manifest
+from modelport.errors import InvalidInput, ModelportError
+
+if TYPE_CHECKING:
+    from modelport.client import Client
+    from modelport.settings import Settings
+
+#: Chunks waiting or being scored per worker process.
+IN_FLIGHT_PER_WORKER = 2
+#: The manifest is rewritten after a chunk unless its last write took more than this
+#: share of the time since (a run of many chunks then writes it less often).
+MANIFEST_SHARE = 0.05
+#: Temporary folders of chunks in flight: ``modelport-batch-{pid}-{random}``.
+SPOOL_PREFIX = "modelport-batch-"
+#: What the fork server imports up front for a flavor's runtime.
+PRELOAD = {
+    "onnx": ("onnxruntime",),
+    "sklearn": ("sklearn.ensemble", "skops.io"),
+    "xgboost": ("xgboost",),
+    "lightgbm": ("lightgbm",),
+}
+
+
+def check_spec(spec: JobSpec) -> None:
+    """Raise `InvalidInput` for options no engine can run."""
+    choices = {
+        "on_bad_rows": ("fail", "skip"),
+        "engine": ("local", "ray"),
+        "runtime": ("auto", "native", "compiled"),
+    }
+    for name, allowed in choices.items():
+        if getattr(spec, name) not in allowed:
+            raise InvalidInput(
+                f"{name} is {getattr(spec, name)!r}", hint=f"use one of {list(allowed)}"
+            )
+    if spec.chunk_rows < 1 or (spec.workers is not None and spec.workers < 1):
+        raise InvalidInput(
+            "chunk_rows and workers must be at least 1",
+            hint=f"got chunk_rows={spec.chunk_rows}, workers={spec.workers}",
+        )
+    if spec.at_column and not spec.features:
+        raise InvalidInput(
+            "--at-column only applies with --features (it times the point-in-time join)",
+            hint="name the feature views to join, or leave --at-column out",
+        )
+    if len(set(spec.id_columns)) != len(spec.id_columns):
+        raise InvalidInput(f"id columns {list(spec.id_columns)} repeat a column")
+
+
+def score_chunk(scorer: Scorer, output: Output, chunk: Chunk) -> ChunkRecord:
+    """Score one chunk and write its part (and rejects); what the manifest records."""
+    out, rejects = scorer.score(chunk.table, source=chunk.source, offset=chunk.offset)
+    meta = {
+        "model": scorer.version.name,
+        "version": scorer.version.version,
+        "classes": scorer.version.classes,
+    }
+    name, sha = "", ""
+    if out.num_rows:
+        name = part_name(chunk.index)
+        sha = write_table(output, name, out, meta)
+    if rejects is not None:
+        write_table(output, rejects_name(chunk.index), rejects, meta)
+    return ChunkRecord(
+        index=chunk.index,
+        source=chunk.source,
+        offset=chunk.offset,
+        rows_in=chunk.table.num_rows,
+        rows_out=out.num_rows,
+        rows_rejected=rejects.num_rows if rejects is not None else 0,
+        file=name,
+        sha256=sha,
+    )
+
+
+class Book:
+    """Records finished chunks in the manifest, writes it, and reports progress."""
+
+    def __init__(self, output: Output, manifest: Manifest, progress: Progress) -> None:
+        self.output = output
+        self.manifest = manifest
+        self.progress = progress
+        self._next_write = 0.0
+
+    def add(self, record: ChunkRecord, size: int) -> None:
+        self.manifest.chunks.append(record)
+        count(self.manifest)
+        self.progress.advance(rows=record.rows_in, bytes=size)
+        now = time.monotonic()
+        if now >= self._next_write:
+            self.output.write_manifest(self.manifest)
+            spent = time.monotonic() - now
+            self._next_write = time.monotonic() + spent / MANIFEST_SHARE
+
+
+# -- the local engine ----------------------------------------------------------------
+
+
+def run_local(
+    client: Client,
+    spec: JobSpec,
+    manifest: Manifest,
+    progress: Progress | None = None,
+    *,
+    inputs: Inputs | None = None,
+) -> Manifest:
+    """Score every chunk the manifest does not record yet; the manifest, with them.
+
+    The version scored is the one the manifest names, whatever alias ``spec.model``
+    uses. Raises the first error a chunk meets (the chunks already finished stay recorded).
+    """
+    inputs = inputs or resolve(spec.input)
+    output = Output(spec.output)
+    spec = spec.with_(model=f"models:/{manifest.model}/{manifest.version}")
+    version = client.get_version(spec.model)
+    signature = version.signature
+    views = [client.features.get_view(name) for name in spec.features]
+    columns = input_columns(spec, signature, views)
+    inputs.check_columns(columns, what="the model's signature and the job's options need")
+    texts = text_columns(signature)
+    done = {c.index for c in manifest.chunks}
+    progress = progress or Silent()
+    total = inputs.rows_total
+    progress.start(
+        rows_total=total,
+        bytes_total=inputs.bytes_total,
+        rows_done=manifest.rows_in,
+        bytes_done=int(inputs.bytes_total * manifest.rows_in / total) if total else 0,
+    )
+    book = Book(output, manifest, progress)
+    chunks = inputs.chunks(spec.chunk_rows, columns, text_columns=texts, skip=done)
+    now = datetime.fromisoformat(manifest.started_at)
+    workers = spec.workers or os.cpu_count() or 1
+    if total is not None:
+        left = sum(f.chunk_count(spec.chunk_rows) or 0 for f in inputs.files) - len(done)
+        workers = max(1, min(workers, left))
+    try:
+        if workers == 1:
+            _in_process(client.settings, spec, now, output, chunks, book)
+        else:
+            flavor = "onnx" if manifest.runtime == "compiled" else version.flavor
+            _in_workers(client.settings, spec, now, workers, flavor, chunks, book)
+    finally:
+        progress.close()
+    return manifest
+
+
+def _in_process(
+    settings: Settings,
+    spec: JobSpec,
+    now: datetime,
+    output: Output,
+    chunks: Any,
+    book: Book,
+) -> None:
+    scorer = Scorer.open(settings, spec, now=now)
+    try:
+        for chunk in chunks:
+            book.add(score_chunk(scorer, output, chunk), chunk.bytes)
+    finally:
+        scorer.close()
+
+
+def _in_workers(
+    settings: Settings,
+    spec: JobSpec,
+    now: datetime,
+    workers: int,
+    flavor: str,
+    chunks: Any,
+    book: Book,
+) -> None:
+    context = _context(flavor)
+    spool = _spool_folder()
+    pending: dict[cf.Future[Any], int] = {}
+    pool = cf.ProcessPoolExecutor(
+        workers,
+        mp_context=context,
+        initializer=_start_worker,
+        initargs=(settings, spec, now),
+    )
+    try:
+        for chunk in chunks:
+            path = os.path.join(spool, f"chunk-{chunk.index:06d}.arrow")
+            _spool(chunk.table, path)
+            task = pool.submit(_score_spooled, path, chunk.index, chunk.source, chunk.offset)
+            pending[task] = chunk.bytes
+            if len(pending) >= IN_FLIGHT_PER_WORKER * workers:
+                _collect(pending, book, cf.FIRST_COMPLETED)
+        while pending:
+            _collect(pending, book, cf.FIRST_COMPLETED)
+    except cf.process.BrokenProcessPool as exc:
+        raise errors.PredictionFailed(
+            f"a worker process died while scoring ({exc})",
+            hint="it may have run out of memory: lower --chunk-rows or --workers, then "
+            "rerun with --resume",
+        ) from None
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        shutil.rmtree(spool, ignore_errors=True)
+
+
+def _context(flavor: str) -> Any:
+    """Workers start from a fork server (a clean process: this one's threads and open
+    connections stay here) that has imported the scoring code and the flavor's library
+    once; forked workers share those pages instead of importing them again."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    modules = ["modelport.batch.runner", "modelport.client", *PRELOAD.get(flavor, ())]
+    context.set_forkserver_preload(modules)
+    return context
+
+
+def _collect(pending: dict[cf.Future[Any], int], book: Book, when: str) -> None:
+    """Record the chunks that finished; then raise the first error among them (so the
+    chunks that did finish are in the manifest for a resumed run)."""
+    finished, _ = cf.wait(list(pending), return_when=when)
+    failures: list[Failure | BaseException] = []
+    for task in finished:
+        size = pending.pop(task)
+        error = task.exception()
+        result = task.result() if error is None else None
+        if isinstance(result, ChunkRecord):
+            book.add(result, size)
+        else:
+            failures.append(result if isinstance(result, Failure) else error)  # type: ignore[arg-type]
+    if failures:
+        first = failures[0]
+        raise first.error() if isinstance(first, Failure) else first
+
+
+def _spool_folder() -> str:
+    """A new temporary folder for chunks on their way to the workers, named after this
+    process; folders of processes that are gone (killed runs) are removed first."""
+    root = tempfile.gettempdir()
+    for name in os.listdir(root):
+        owner = name.split("-")[2] if name.startswith(SPOOL_PREFIX) else ""
+        if owner.isdigit() and not _alive(int(owner)):
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+    return tempfile.mkdtemp(prefix=f"{SPOOL_PREFIX}{os.getpid()}-")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _spool(table: pa.Table, path: str) -> None:
+    with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+
+
+# -- in the worker processes ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A Modelport error raised in a worker, carried back whole (hint included)."""
+
+    kind: str
+    message: str
+    hint: str | None
+
+    @classmethod
+    def of(cls, exc: ModelportError) -> Failure:
+        return cls(type(exc).__name__, exc.message, exc.hint)
+
+    def error(self) -> ModelportError:
+        kind = getattr(errors, self.kind, ModelportError)
+        if not (isinstance(kind, type) and issubclass(kind, ModelportError)):
+            kind = ModelportError
+        return kind(self.message, hint=self.hint)
+
+
+@dataclass
+class _Worker:
+    scorer: Scorer | None
+    output: Output | None
+    failure: Failure | None
+
+
+_WORKER = _Worker(None, None, None)
+
+
+def _start_worker(settings: Settings, spec: JobSpec, now: datetime) -> None:
+    """Open the process's scorer once; an error is kept and returned by every task."""
+    try:
+        _WORKER.scorer = Scorer.open(settings, spec, now=now)
+        _WORKER.output = Output(spec.output)
+    except ModelportError as exc:
+        _WORKER.failure = Failure.of(exc)
+
+
+def _score_spooled(path: str, index: int, source: str, offset: int) -> ChunkRecord | Failure:
+    try:
+        if _WORKER.failure is not None:
+            return _WORKER.failure
+        assert _WORKER.scorer is not None and _WORKER.output is not None
+        with pa.memory_map(path) as source_file:
+            table = pa.ipc.open_file(source_file).read_all()
+            chunk = Chunk(index, source, offset, table)
+            return score_chunk(_WORKER.scorer, _WORKER.output, chunk)
+    except ModelportError as exc:
+        return Failure.of(exc)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+__all__ = [
+    "Book",
+    "Failure",
+    "Output",
+    "check_spec",
+    "part_name",
+    "rejects_name",
+    "run_local",
+    "score_chunk",
+]
