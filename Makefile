@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8000
 
-.PHONY: help setup demo test test-fast lint typecheck bench bench-fast bench-batching bench-log bench-shadow bench-stream bench-features bench-batch services clean
+.PHONY: help setup demo test test-fast lint typecheck bench bench-fast bench-batching bench-log bench-shadow bench-stream bench-features bench-batch services browser bench-ui clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -24,7 +24,10 @@ demo: $(STAMP) ## Train example models, register, deploy, serve on 127.0.0.1:$(P
 services: ## Start PostgreSQL and Redis if they are down (fails if they cannot start)
 	scripts/services.sh
 
-test: $(STAMP) services ## Run the whole test suite
+browser: ## Install Debian's chromium and chromium-driver if missing (dashboard tests)
+	scripts/browser.sh
+
+test: $(STAMP) services browser ## Run the whole test suite
 	$(BIN)/pytest -n 2 -q
 
 test-fast: $(STAMP) ## Unit tests only
@@ -64,6 +67,9 @@ bench-stream: $(STAMP) services ## Stream ingestion into Redis vs bare XREADGROU
 
 bench-batch: $(STAMP) ## Batch predict on 2M Parquet rows vs the model's own one call, same run (~1 min)
 	$(BIN)/python bench/batch_bench.py $(ARGS)
+
+bench-ui: $(STAMP) browser ## Dashboard overview load time, 50 endpoints and a week of log, vs a static page
+	$(BIN)/python bench/ui_bench.py $(ARGS)
 
 clean: ## Remove demo state
 	rm -rf .modelport demo

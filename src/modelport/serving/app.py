@@ -35,6 +35,8 @@ from modelport.serving.routes import batch as batch_routes
 from modelport.serving.routes import compare, control, feedback, native, rollouts, v2, watch
 from modelport.serving.routes import features as feature_routes
 from modelport.serving.routes import precomputed as precomputed_routes
+from modelport.serving.routes import stats as stats_routes
+from modelport.serving.routes import ui as ui_routes
 from modelport.serving.state import AppState
 from modelport.serving.watcher import Watcher
 from modelport.settings import Settings
@@ -109,6 +111,8 @@ def create_app(settings: Settings | None = None, *, client: Client | None = None
     app.include_router(feature_routes.router)
     app.include_router(precomputed_routes.router)
     app.include_router(batch_routes.router)
+    app.include_router(stats_routes.router)
+    app.include_router(ui_routes.router)
 
     @app.get("/metrics", tags=["metrics"], response_class=Response)
     def prometheus_metrics() -> Response:
