@@ -140,6 +140,12 @@ class Settings(BaseSettings):
     monitor_window: str = Field(
         default="1h", description="Window drift is computed over: a duration (1h, 30m) or rows."
     )
+    monitor_max_rows: int = Field(
+        default=100_000,
+        ge=1_000,
+        description="Most logged rows one drift report reads: the window's newest, so a "
+        "busy endpoint's report costs the same memory as a quiet one's.",
+    )
     public_url: str | None = Field(
         default=None,
         description="Base URL of this server as people reach it, used for links in alerts; "

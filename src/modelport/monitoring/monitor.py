@@ -67,6 +67,10 @@ class Monitor:
             raise InvalidInput(f"--window: {exc.message}", hint=exc.hint) from None
         if last is not None and last < 1:
             raise InvalidInput(f"--last must be a positive number of rows, not {last}")
+        # A window's rows are capped (its newest): an hour of a busy endpoint is more
+        # rows than drift needs and than a serving process should hold.
+        cap = self.client.settings.monitor_max_rows
+        last = cap if last is None else min(last, cap)
         deployment = self.client.registry.get_deployment(env, endpoint)
         primary = deployment.spec.primary
         mv = self.client.registry.get_version(primary.model, primary.version)
