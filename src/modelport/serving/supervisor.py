@@ -50,6 +50,10 @@ PRELOAD = (
 GRACE_SECONDS = 10
 #: How often the parent looks for dead workers and signals.
 POLL_SECONDS = 0.2
+#: A worker that dies sooner than this after its start counts as failing to start...
+QUICK_DEATH_SECONDS = 10.0
+#: ... and the next is started after a delay that doubles each time, up to this.
+MAX_RESTART_DELAY = 30.0
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -79,6 +83,9 @@ class Supervisor:
     def __init__(self, settings: Settings, workers: int, *, log_level: str = "info") -> None:
         self.settings, self.workers, self.log_level = settings, workers, log_level
         self.children: dict[int, int] = {}  # pid -> slot
+        self._started: dict[int, float] = {}  # slot -> when its worker was forked
+        self._failures: dict[int, int] = {}  # slot -> quick deaths in a row
+        self._due: dict[int, float] = {}  # slot -> when to fork its next worker
         self._stopping = False
 
     def run(self) -> None:
@@ -99,7 +106,8 @@ class Supervisor:
                 self.workers,
             )
             while not self._stopping:
-                self._reap(sock)
+                self._reap()
+                self._restart(sock)
                 time.sleep(POLL_SECONDS)
             self._shutdown()
         finally:
@@ -124,8 +132,9 @@ class Supervisor:
             finally:
                 os._exit(code)
         self.children[pid] = slot
+        self._started[slot] = time.monotonic()
 
-    def _reap(self, sock: socket.socket) -> None:
+    def _reap(self) -> None:
         while self.children:
             pid, status = os.waitpid(-1, os.WNOHANG)
             if pid == 0:
@@ -136,10 +145,26 @@ class Supervisor:
             _forget_metrics(pid)
             if self._stopping:
                 continue
+            # A worker that dies right after starting (a bad setting, a registry that is
+            # away) is restarted with a growing delay, not in a tight loop.
+            quick = time.monotonic() - self._started.get(slot, 0.0) < QUICK_DEATH_SECONDS
+            self._failures[slot] = self._failures.get(slot, 0) + 1 if quick else 0
+            delay = min(2.0 ** self._failures[slot] - 1, MAX_RESTART_DELAY) if quick else 0.0
             log.warning(
-                "worker %d (slot %d) exited with %s; starting another", pid, slot, _how(status)
+                "worker %d (slot %d) exited with %s; starting another%s",
+                pid,
+                slot,
+                _how(status),
+                f" in {delay:.0f} s" if delay else "",
             )
-            self._fork(sock, slot)
+            self._due[slot] = time.monotonic() + delay
+
+    def _restart(self, sock: socket.socket) -> None:
+        now = time.monotonic()
+        for slot, due in list(self._due.items()):
+            if due <= now:
+                del self._due[slot]
+                self._fork(sock, slot)
 
     def _shutdown(self) -> None:
         for pid in self.children:
