@@ -131,6 +131,12 @@ class Settings(BaseSettings):
     log_retention_days: int = Field(
         default=30, ge=1, description="Days of prediction log and labels kept; older are deleted."
     )
+    watch_in_server: bool = Field(
+        default=True,
+        description="Whether each server process runs the watch loops (monitor, alerts, "
+        "rollouts, batch schedule) itself; a multi-worker server runs them in one process "
+        "of their own instead, away from the requests.",
+    )
     monitor_interval_seconds: float = Field(
         default=60.0,
         ge=0,

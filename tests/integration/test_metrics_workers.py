@@ -40,9 +40,9 @@ def two_workers(deployed_clf: Client, tmp_path: Path) -> Iterator[LiveServer]:
     server = start_server(env, tmp_path / "server.log")
     try:
         deadline = time.monotonic() + 30
-        while len(workers_of(server.process.pid)) < 2 and time.monotonic() < deadline:
+        while len(workers_of(server.process.pid, server.port)) < 2 and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert len(workers_of(server.process.pid)) == 2
+        assert len(workers_of(server.process.pid, server.port)) == 2
         yield server
     finally:
         stop_server(server)
@@ -129,15 +129,15 @@ def test_counters_sum_over_workers_exactly(two_workers: LiveServer, deployed_clf
     assert_exact(server, ok + 20, 10)  # grown by exactly what was sent
 
     victim = max(per_worker, key=lambda pid: per_worker[pid])
-    before = workers_of(server.process.pid)
+    before = workers_of(server.process.pid, server.port)
     os.kill(victim, signal.SIGKILL)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        current = workers_of(server.process.pid)
+        current = workers_of(server.process.pid, server.port)
         if len(current) == 2 and current - before:
             break
         time.sleep(0.2)
-    assert workers_of(server.process.pid) - before, "the dead worker was not replaced"
+    assert workers_of(server.process.pid, server.port) - before, "the dead worker was not replaced"
     assert_exact(server, ok + 20, 10)  # the dead worker's counts are kept, not doubled
     folder = home / "run" / f"metrics-{server.port}"
     assert not glob.glob(str(folder / f"gauge_live*_{victim}.db"))  # its live gauges went

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -17,9 +18,29 @@ from tests.integration.conftest import LiveServer
 ROW = {"a": 0.5, "b": -1.0, "c": 0.2, "d": 1.0}
 
 
-def workers_of(pid: int) -> set[int]:
-    """The server's worker processes: the children its supervisor forked."""
+def children_of(pid: int) -> set[int]:
     return {int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+
+
+def listening_inode(port: int) -> str:
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1].endswith(f":{port:04X}") and fields[3] == "0A":  # 0A: LISTEN
+            return fields[9]
+    raise AssertionError(f"nothing listens on port {port}")
+
+
+def workers_of(pid: int, port: int) -> set[int]:
+    """The server's workers: the children its supervisor forked that hold the port's
+    listening socket (the watch process, also a child, closed it)."""
+    socket_link = f"socket:[{listening_inode(port)}]"
+    found = set()
+    for child in children_of(pid):
+        with contextlib.suppress(OSError):
+            fds = Path(f"/proc/{child}/fd")
+            if any(os.readlink(fd) == socket_link for fd in fds.iterdir()):
+                found.add(child)
+    return found
 
 
 def requests_total(server: LiveServer) -> float:
@@ -42,9 +63,9 @@ def test_two_workers_share_a_port_sum_metrics_and_replace_the_dead(
 ) -> None:
     server = serve(deployed_clf.settings, "--workers", "2")
     deadline = time.monotonic() + 30
-    while len(workers_of(server.process.pid)) < 2 and time.monotonic() < deadline:
+    while len(workers_of(server.process.pid, server.port)) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
-    workers = workers_of(server.process.pid)
+    workers = workers_of(server.process.pid, server.port)
     assert len(workers) == 2
 
     statuses = [predict_fresh_connection(server) for _ in range(60)]
@@ -56,7 +77,7 @@ def test_two_workers_share_a_port_sum_metrics_and_replace_the_dead(
     deadline = time.monotonic() + 60
     replaced: set[int] = set()
     while time.monotonic() < deadline:
-        current = workers_of(server.process.pid)
+        current = workers_of(server.process.pid, server.port)
         replaced = current - workers
         if len(current) == 2 and replaced:
             break
@@ -74,3 +95,28 @@ def test_two_workers_share_a_port_sum_metrics_and_replace_the_dead(
         time.sleep(0.2)
     assert statuses == [200] * 40
     assert requests_total(server) >= 100  # the dead worker's counts are kept
+
+
+def test_the_watch_loops_run_in_a_process_of_their_own_and_it_is_replaced(
+    serve: Callable[..., LiveServer], deployed_clf: Client
+) -> None:
+    server = serve(deployed_clf.settings, "--workers", "2")
+    deadline = time.monotonic() + 30
+    watch: set[int] = set()
+    while time.monotonic() < deadline:
+        workers = workers_of(server.process.pid, server.port)
+        watch = children_of(server.process.pid) - workers
+        if len(workers) == 2 and len(watch) == 1:
+            break
+        time.sleep(0.2)
+    assert len(watch) == 1, "no watch process beside the two workers"
+    (watcher,) = watch
+    os.kill(watcher, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        again = children_of(server.process.pid) - workers_of(server.process.pid, server.port)
+        if again and watcher not in again:
+            break
+        time.sleep(0.2)
+    assert again and watcher not in again, "the watch process was not replaced"
+    assert predict_fresh_connection(server) == 200

@@ -7,10 +7,14 @@ pages), and forks the workers. Each worker builds its own app and loads its own
 models; the imported code and data stay shared between the workers, copy on write, so
 N workers cost far less memory than N fresh interpreters (gunicorn's ``--preload``).
 
+The watch loops (monitor, alerts, rollouts, batch schedule: `serving.watcher`) run in
+one more forked process of their own, not in the workers, so a drift report over a
+busy log never takes the GIL or the memory of a process answering requests.
+
 The parent starts no thread and no event loop, before forking or after: it replaces a
-worker that dies (and clears the dead worker's live metrics), and passes SIGTERM and
-SIGINT on to the workers, which finish their requests (uvicorn's graceful shutdown)
-before it exits.
+worker (or the watch process) that dies, clearing its live metrics, and passes SIGTERM
+and SIGINT on; the workers finish their requests (uvicorn's graceful shutdown) before
+it exits.
 
 Example::
 
@@ -54,6 +58,8 @@ POLL_SECONDS = 0.2
 QUICK_DEATH_SECONDS = 10.0
 #: ... and the next is started after a delay that doubles each time, up to this.
 MAX_RESTART_DELAY = 30.0
+#: The slot of the watch process (workers have 0..N-1).
+WATCH_SLOT = -1
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -82,6 +88,7 @@ class Supervisor:
 
     def __init__(self, settings: Settings, workers: int, *, log_level: str = "info") -> None:
         self.settings, self.workers, self.log_level = settings, workers, log_level
+        self.worker_settings = settings.model_copy(update={"watch_in_server": False})
         self.children: dict[int, int] = {}  # pid -> slot
         self._started: dict[int, float] = {}  # slot -> when its worker was forked
         self._failures: dict[int, int] = {}  # slot -> quick deaths in a row
@@ -99,6 +106,8 @@ class Supervisor:
         try:
             for slot in range(self.workers):
                 self._fork(sock, slot)
+            if settings_watch(self.settings):
+                self._fork(sock, WATCH_SLOT)
             log.info(
                 "serving on http://%s:%d with %d workers",
                 self.settings.host,
@@ -125,7 +134,11 @@ class Supervisor:
             try:
                 for s in (signal.SIGTERM, signal.SIGINT):
                     signal.signal(s, signal.SIG_DFL)
-                run_worker(sock, self.settings, self.log_level)
+                if slot == WATCH_SLOT:
+                    sock.close()
+                    run_watch(self.settings)
+                else:
+                    run_worker(sock, self.worker_settings, self.log_level)
                 code = 0
             except BaseException:
                 log.exception("worker %d failed", os.getpid())
@@ -200,6 +213,43 @@ def run_worker(sock: socket.socket, settings: Settings, log_level: str) -> None:
         timeout_graceful_shutdown=GRACE_SECONDS,
     )
     uvicorn.Server(config).run(sockets=[sock])
+
+
+def settings_watch(settings: Settings) -> bool:
+    """Whether any watch loop is on (else no watch process is started)."""
+    return settings.watch_in_server and any(
+        interval > 0
+        for interval in (
+            settings.monitor_interval_seconds,
+            settings.rollout_interval_seconds,
+            settings.batch_interval_seconds,
+        )
+    )
+
+
+def run_watch(settings: Settings) -> None:
+    """The watch process: the server's watch loops until SIGTERM or SIGINT."""
+    import asyncio
+
+    from modelport.client import Client
+    from modelport.serving.metrics import ServingMetrics
+    from modelport.serving.watcher import Watcher
+
+    async def watch() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for s in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(s, stop.set)
+        client = Client(settings)
+        watcher = Watcher(client, metrics=ServingMetrics())
+        watcher.start()
+        try:
+            await stop.wait()
+        finally:
+            await watcher.stop()
+            client.close()
+
+    asyncio.run(watch())
 
 
 def serve_forked(settings: Settings, workers: int, *, log_level: str = "info") -> None:
