@@ -3,8 +3,9 @@ the control API, sharing one `Settings`, `Client` and `DataPlane`.
 
 The prediction log (`modelport.monitoring.logwriter`) is on unless
 ``log_sample_rate`` is 0; its writer thread starts and stops with the app, and so
-does the watch loop (`modelport.serving.watcher`: monitor and alerts) unless
-``monitor_interval_seconds`` is 0.
+does the watch loop (`modelport.serving.watcher`: monitor, alerts, rollouts, batch
+schedule) unless ``watch_in_server`` is off (a multi-worker server runs it in a process
+of its own, `modelport.serving.supervisor`).
 
 Example::
 
@@ -34,6 +35,8 @@ from modelport.serving.metrics import ServingMetrics
 from modelport.serving.routes import batch as batch_routes
 from modelport.serving.routes import compare, control, feedback, native, rollouts, v2, watch
 from modelport.serving.routes import features as feature_routes
+from modelport.serving.routes import logs as log_routes
+from modelport.serving.routes import monitor_history as history_routes
 from modelport.serving.routes import precomputed as precomputed_routes
 from modelport.serving.routes import stats as stats_routes
 from modelport.serving.routes import ui as ui_routes
@@ -66,7 +69,7 @@ def create_app(settings: Settings | None = None, *, client: Client | None = None
     plane.pool.observer = metrics.pool_observer()
     if plane.shadows is not None:
         plane.shadows.observer = metrics.shadow_observer()
-    watcher = Watcher(client, metrics=metrics)
+    watcher = Watcher(client, metrics=metrics) if settings.watch_in_server else None
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -75,12 +78,14 @@ def create_app(settings: Settings | None = None, *, client: Client | None = None
         publisher = asyncio.get_running_loop().create_task(metrics.publish_every())
         try:
             await plane.start()
-            watcher.start()
+            if watcher is not None:
+                watcher.start()
             yield
         finally:
             publisher.cancel()
             try:
-                await watcher.stop()
+                if watcher is not None:
+                    await watcher.stop()
                 await plane.stop()
             finally:
                 if prediction_log is not None:
@@ -106,12 +111,14 @@ def create_app(settings: Settings | None = None, *, client: Client | None = None
     app.include_router(control.router)
     app.include_router(feedback.router)
     app.include_router(watch.router)
+    app.include_router(history_routes.router)
     app.include_router(compare.router)
     app.include_router(rollouts.router)
     app.include_router(feature_routes.router)
     app.include_router(precomputed_routes.router)
     app.include_router(batch_routes.router)
     app.include_router(stats_routes.router)
+    app.include_router(log_routes.router)
     app.include_router(ui_routes.router)
 
     @app.get("/metrics", tags=["metrics"], response_class=Response)

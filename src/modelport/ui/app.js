@@ -3,6 +3,10 @@
 //   #/                                  overview (overview.js)
 //   #/endpoints/ENVIRONMENT/ENDPOINT    one endpoint (endpoint.js)
 //   #/incidents, #/incidents/ID         incidents (incidents.js)
+//   #/features                          feature views and a key lookup (features.js)
+//   #/predictions                       prediction log search (predictions.js)
+//   #/models, #/models/NAME             models, versions, reference profiles (model.js)
+//   #/monitoring/ENVIRONMENT/ENDPOINT   drift heatmap, histograms, data quality (monitoring.js)
 //
 // A page module exports mount(main, ctx) -> {title, refresh(), destroy()}; ctx holds
 // the route's params and query, an abort signal, setQuery() and reload(). Once a
@@ -14,6 +18,10 @@ import { errorBox, h } from "./dom.js";
 import * as overview from "./overview.js";
 import * as endpoint from "./endpoint.js";
 import * as incidents from "./incidents.js";
+import * as features from "./features.js";
+import * as predictions from "./predictions.js";
+import * as model from "./model.js";
+import * as monitoring from "./monitoring.js";
 
 const main = document.getElementById("main");
 const refreshSelect = document.getElementById("refresh");
@@ -27,6 +35,11 @@ const routes = [
   [/^\/endpoints\/([^/]+)\/([^/]+)$/, (m) => ["endpoint", endpoint, { environment: m[1], endpoint: m[2] }]],
   [/^\/incidents$/, () => ["incidents", incidents, {}]],
   [/^\/incidents\/(\d+)$/, (m) => ["incident", incidents, { id: Number(m[1]) }]],
+  [/^\/features$/, () => ["features", features, {}]],
+  [/^\/predictions$/, () => ["predictions", predictions, {}]],
+  [/^\/models$/, () => ["models", model, {}]],
+  [/^\/models\/([^/]+)$/, (m) => ["model", model, { name: m[1] }]],
+  [/^\/monitoring\/([^/]+)\/([^/]+)$/, (m) => ["monitoring", monitoring, { environment: m[1], endpoint: m[2] }]],
 ];
 
 function parseHash() {
@@ -53,8 +66,16 @@ function setQuery(changes) {
   navigate();
 }
 
+// Navigation links of the pages index.html does not list.
+for (const [section, label] of [["features", "Features"], ["predictions", "Predictions"]]) {
+  const list = document.querySelector(".topbar nav ul");
+  if (!list.querySelector(`[data-nav="${section}"]`)) {
+    list.append(h("li", {}, h("a", { href: `#/${section}`, dataset: { nav: section } }, label)));
+  }
+}
+
 function markNav(name) {
-  const section = name === "incident" ? "incidents" : name === "endpoint" ? "overview" : name;
+  const section = { incident: "incidents", endpoint: "overview", model: "models", monitoring: "models" }[name] || name;
   for (const link of document.querySelectorAll("[data-nav]")) {
     if (link.dataset.nav === section) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");

@@ -354,7 +354,7 @@ export function mount(root, ctx) {
       h("h1", {}, endpoint, " ", h("span", { class: "badge info" }, environment)),
       deployment
         ? facts([
-            ["serves", h("span", { class: "mono" }, specText(deployment.spec))],
+            ["serves", h("span", { class: "mono" }, servesLinks(deployment.spec))],
             ["state", live ? [stateBadge(live.state), live.error ? ` ${live.error}` : ""] : here ? "starting" : "served by another server"],
             ["revision", [String(deployment.revision), " · updated ", time(deployment.updated_at), deployment.updated_by ? ` by ${deployment.updated_by}` : ""]],
             ["routing", live && (live.routing.sticky_header || live.routing.sticky_field) ? `sticky by ${live.routing.sticky_header ? `header ${live.routing.sticky_header}` : `field ${live.routing.sticky_field}`}` : null],
@@ -421,4 +421,15 @@ export function mount(root, ctx) {
       for (const chart of drawn) chart.destroy();
     },
   };
+}
+
+/** What a deployment serves, each version a link to its model page. */
+function servesLinks(spec) {
+  const variants = (spec && spec.variants) || [];
+  if (!variants.length) return "nothing";
+  const labels = specText(spec).split(", ");
+  return variants.flatMap((v, i) => [
+    i ? ", " : null,
+    h("a", { href: `#/models/${encodeURIComponent(v.model)}?version=${v.version}` }, labels[i]),
+  ]);
 }
