@@ -108,7 +108,7 @@ class Output:
             return Manifest.from_dict(json.loads(data))
         except (ValueError, TypeError) as exc:
             raise InvalidInput(
-                f"{self.path(MANIFEST)} is not a manifest Modelport can read: {exc}",
+                f"{self.path(MANIFEST)} is not a readable run manifest: {exc}",
                 hint="rerun with --overwrite to start over",
             ) from None
 

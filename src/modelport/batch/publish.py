@@ -30,7 +30,6 @@ Example::
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import re
 import time
@@ -79,20 +78,16 @@ def key_text(values: Sequence[Any]) -> str:
 
 def read_manifest(output: str | Path) -> Manifest:
     """The manifest of the run whose output folder (a path or URL) is ``output``."""
-    fs, root = _folder(output)
-    path = f"{root}/{MANIFEST}"
-    try:
-        with fs.open_input_stream(path) as stream:
-            text = bytes(stream.read())
-    except (FileNotFoundError, OSError):
+    from modelport.batch.output import Output
+
+    folder = Output(str(output))
+    manifest = folder.read_manifest()
+    if manifest is None:
         raise NotFound(
-            f"{path} does not exist: {output} is not a batch run's output folder",
+            f"{folder.path(MANIFEST)} does not exist: {output} is not a batch run's output folder",
             hint="pass the folder a `modelport batch predict` run wrote",
-        ) from None
-    try:
-        return Manifest.from_dict(json.loads(text))
-    except (ValueError, TypeError) as exc:
-        raise InvalidInput(f"{path} is not a readable run manifest: {exc}") from exc
+        )
+    return manifest
 
 
 def publish(
@@ -256,18 +251,12 @@ def _finished(manifest: Manifest) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _folder(output: str | Path) -> tuple[pafs.FileSystem, str]:
-    """The filesystem of a run's output folder (local, or an object store's URL)."""
-    from modelport.batch.source import filesystem
-
-    fs, root = filesystem(str(output))
-    return fs, root.rstrip("/") or "/"
-
-
 def _parts(manifest: Manifest, output: str | Path) -> tuple[pafs.FileSystem, list[str]]:
-    fs, root = _folder(output)
-    ordered = sorted(manifest.chunks, key=lambda c: c.index)
-    parts = [f"{root}/{c.file}" for c in ordered]
+    from modelport.batch.output import Output
+
+    folder = Output(str(output))
+    fs = folder.fs
+    parts = [folder.path(c.file) for c in sorted(manifest.chunks, key=lambda c: c.index)]
     missing = [info.path for info in fs.get_file_info(parts) if not info.is_file]
     if missing:
         raise NotFound(

@@ -100,21 +100,9 @@ def classifier_run(output: Path, users: Sequence[str], label: int, **kw: Any) ->
     )
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OnlineStore]:
-    made: OnlineStore
-    if request.param == "memory":
-        made = MemoryStore()
-    elif request.param == "sqlite":
-        made = SQLiteStore(tmp_path / "online.db")
-    else:
-        made = RedisStore(REDIS_URL, timeout_s=2.0)
-        try:
-            made.ping()
-        except Unavailable as exc:
-            pytest.fail(f"Redis at {REDIS_URL} is not reachable: {exc}")
-    yield made
-    made.close()
+@pytest.fixture
+def store(online_store: OnlineStore) -> OnlineStore:
+    return online_store
 
 
 @pytest.fixture

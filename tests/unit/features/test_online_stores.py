@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from modelport.errors import Unavailable
 from modelport.features import aggregates
 from modelport.features.aggregates import ops
 from modelport.features.online import Event, Lookup, MemoryStore, OnlineStore, Row
@@ -50,21 +49,9 @@ def event(view: FeatureView, event_id: str, key: str, ts: float, **fields: Any) 
     return Event(event_id, key, ops(view, fields, ts))
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OnlineStore]:
-    made: OnlineStore
-    if request.param == "memory":
-        made = MemoryStore()
-    elif request.param == "sqlite":
-        made = SQLiteStore(tmp_path / "online.db")
-    else:
-        made = RedisStore(REDIS_URL, timeout_s=2.0)
-        try:
-            made.ping()
-        except Unavailable as exc:
-            pytest.fail(f"Redis at {REDIS_URL} is not reachable: {exc}")
-    yield made
-    made.close()
+@pytest.fixture
+def store(online_store: OnlineStore) -> OnlineStore:
+    return online_store
 
 
 @pytest.fixture
