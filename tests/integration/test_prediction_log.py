@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import numpy as np
@@ -171,7 +172,7 @@ def follow_after_two_more_predictions(
     """`logs tail --follow`: the last row, then the rows written while it waits."""
     pauses = 0
     before = logged(settings)
-    sleep = time.sleep  # the CLI's pauses are replaced, not this test's waits
+    sleep = time.sleep  # the CLI's pauses are replaced, not this test's waits nor any thread's
 
     def pause(_seconds: float) -> None:
         nonlocal pauses
@@ -184,7 +185,9 @@ def follow_after_two_more_predictions(
             sleep(0.1)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(logs_cli.time, "sleep", pause)
+        # The CLI's own name for the module, not the module: other threads (Ray Data's
+        # metrics poller, left by an earlier test in this process) sleep too.
+        patch.setattr(logs_cli, "time", SimpleNamespace(sleep=pause))
         result = runner.invoke(cli, [*home, "--json", "logs", "tail", "clf", "-n", "1", "-f"])
     assert result.exit_code == 0, result.output
     followed = [json.loads(line) for line in result.output.strip().splitlines()]
