@@ -14,8 +14,13 @@ wrong, where, and how to fix it.
     ├── ArtifactError                an artifact is missing, corrupt or fails its hash (422)
     ├── UnknownFlavor                no runtime for that flavor / flavor not detected (400)
     ├── PayloadTooLarge              request body over the configured limit (413)
+    ├── Unauthenticated              no API key, or one that is unknown or revoked (401)
+    ├── Forbidden                    the key's scopes do not cover the route (403)
+    ├── RateLimited                  the key (or client) is over its rate (429)
+    ├── DeadlineExceeded             the request's deadline passed; its work was cancelled (504)
     ├── Unavailable                  the thing exists but cannot serve now (503)
-    │   └── ModelLoading             the model is still loading; retry after a moment
+    │   ├── ModelLoading             the model is still loading; retry after a moment
+    │   └── Overloaded               the model's queue is full: shed, retry after a moment
     ├── PredictionFailed             the runtime raised while predicting (500)
     └── DeliveryError                a receiver did not take an alert notification
                                      (recorded with the incident; never an HTTP answer)
@@ -80,6 +85,26 @@ class PayloadTooLarge(ModelportError):
     code = "payload_too_large"
 
 
+class Unauthenticated(ModelportError):
+    code = "unauthenticated"
+
+
+class Forbidden(ModelportError):
+    code = "forbidden"
+
+
+class RateLimited(ModelportError):
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, hint: str | None = None, retry_after: int = 1) -> None:
+        super().__init__(message, hint=hint)
+        self.retry_after = retry_after
+
+
+class DeadlineExceeded(ModelportError):
+    code = "deadline_exceeded"
+
+
 class Unavailable(ModelportError):
     code = "unavailable"
 
@@ -90,6 +115,10 @@ class Unavailable(ModelportError):
 
 class ModelLoading(Unavailable):
     code = "model_loading"
+
+
+class Overloaded(Unavailable):
+    code = "overloaded"
 
 
 class PredictionFailed(ModelportError):

@@ -29,6 +29,10 @@ STATUS: dict[type[errors.ModelportError], int] = {
     errors.NotFound: 404,
     errors.Conflict: 409,
     errors.PayloadTooLarge: 413,
+    errors.Unauthenticated: 401,
+    errors.Forbidden: 403,
+    errors.RateLimited: 429,
+    errors.DeadlineExceeded: 504,
     errors.ArtifactError: 422,
     errors.PredictionFailed: 500,
     errors.Unavailable: 503,
@@ -84,7 +88,7 @@ def reply_response(reply: Reply) -> Response:
 def error_reply(exc: errors.ModelportError) -> Reply:
     """The JSON body and status for a domain error (``Retry-After`` when unavailable)."""
     headers: tuple[tuple[str, str], ...] = ()
-    if isinstance(exc, errors.Unavailable):
+    if isinstance(exc, errors.Unavailable | errors.RateLimited):
         headers = (("retry-after", str(exc.retry_after)),)
     return Reply(dumps(exc.to_dict()), status_for(exc), headers=headers, error_code=exc.code)
 
