@@ -70,6 +70,7 @@ from modelport.monitoring.records import (
 from modelport.monitoring.records import new_prediction_ids as _new_ids
 from modelport.registry import ModelVersion
 from modelport.runtimes.base import Prediction
+from modelport.serving.memory import release_free_memory
 from modelport.settings import Settings
 from modelport.signature import Columns
 
@@ -331,6 +332,9 @@ class PredictionLog:
                     self._guarded(self._build_queued)
                 built, self._built = self._built, {}
             self._guarded(lambda: self._write_built(built))
+            if built:  # the written tables, and the request arrays they came from
+                built.clear()
+                release_free_memory()
             self._report()
 
     def _guarded(self, step: Callable[[], None]) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from modelport.errors import ModelportError, NotFound
 from modelport.registry import ModelVersion
-from modelport.serving.codecs import decode_csv, decode_json, encode_result, parse_json
+from modelport.serving.codecs import decode_csv, decode_native_json, encode_result, parse_json
 from modelport.serving.dataplane import DataPlane, Header, PredictResult
 from modelport.serving.http import Reply, dumps
 from modelport.serving.inference_protocol import (
@@ -44,7 +44,7 @@ async def native_predict(
     ``header`` reads request headers (for a deployment that routes by one)."""
     started = time.perf_counter()
     try:
-        raw = decode_csv(body) if "csv" in content_type else decode_json(parse_json(body))
+        raw = decode_csv(body) if "csv" in content_type else decode_native_json(body)
     except ModelportError as exc:
         plane.log_failure(endpoint, exc, started=started)
         raise
