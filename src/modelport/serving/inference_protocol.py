@@ -21,7 +21,7 @@ from modelport.errors import InvalidInput
 from modelport.registry import ModelVersion
 from modelport.runtimes.base import Prediction
 from modelport.serving.dataplane import RawInput
-from modelport.signature import V2_DATATYPES
+from modelport.signature import V2_DATATYPES, Table
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
@@ -64,7 +64,7 @@ def _flatten(data: Any) -> list[Any]:
 _NUMPY_OF: dict[str, str] = {v: k for k, v in _NUMPY_V2.items() if k != "b"}
 
 
-def _from_binary(name: str, datatype: str, shape: list[int], raw: bytes) -> list[Any]:
+def _from_binary(name: str, datatype: str, shape: list[int], raw: bytes) -> list[Any] | np.ndarray:
     """Decode a tensor sent with the binary data extension (Triton, KServe)."""
     if datatype == "BYTES":
         items, pos = [], 0
@@ -81,7 +81,8 @@ def _from_binary(name: str, datatype: str, shape: list[int], raw: bytes) -> list
             f"input '{name}': shape {shape} of {datatype} needs "
             f"{math.prod(shape) * dtype.itemsize} bytes, got {len(raw)}"
         )
-    return np.frombuffer(raw, dtype=dtype).tolist()
+    values = np.frombuffer(raw, dtype=dtype)
+    return values.tolist() if datatype == "BOOL" else values.astype(np.float64)
 
 
 def _tensor(spec: Any, index: int, binary: memoryview | None = None) -> tuple[str, np.ndarray]:
@@ -100,24 +101,57 @@ def _tensor(spec: Any, index: int, binary: memoryview | None = None) -> tuple[st
     if size is not None:
         if binary is None or not isinstance(size, int) or size > len(binary):
             raise InvalidInput(f"input '{name}': binary_data_size {size} is past the body's end")
-        flat = _from_binary(name, datatype, shape, bytes(binary[:size]))
+        values = _from_binary(name, datatype, shape, bytes(binary[:size]))
     else:
-        flat = _flatten(spec["data"])
-    if len(flat) != math.prod(shape):
+        values = _from_json(name, datatype, spec["data"])
+    arr = values if isinstance(values, np.ndarray) else np.array(values, dtype=object)
+    if arr.size != math.prod(shape):
         raise InvalidInput(
-            f"input '{name}': shape {shape} needs {math.prod(shape)} values, got {len(flat)}"
+            f"input '{name}': shape {shape} needs {math.prod(shape)} values, got {arr.size}"
         )
-    expected = _CHECK.get(datatype)
+    return str(name), arr.reshape(shape)
+
+
+def _from_json(name: str, datatype: str, data: Any) -> list[Any] | np.ndarray:
+    """A tensor's JSON ``data`` (flat or nested): numbers as one float64 array, built by
+    numpy in one step; BOOL and BYTES values, and numbers numpy cannot take whole, are
+    checked one by one (which names the offending value)."""
     if datatype not in _CHECK and datatype not in _NUMPY_V2.values():
         raise InvalidInput(f"input '{name}': unknown datatype {datatype!r}")
+    expected = _CHECK.get(datatype)
+    if expected is None:
+        block = _numeric_block(data)
+        if block is not None:
+            return block
+    flat = _flatten(data)
     if expected is not None:
         bad = next((v for v in flat if not isinstance(v, expected)), None)
         if bad is not None:
             raise InvalidInput(f"input '{name}' is {datatype} but holds {bad!r}")
-    elif any(isinstance(v, bool | str) or v is None for v in flat):
+        return flat
+    if any(isinstance(v, bool | str) or v is None for v in flat):
         raise InvalidInput(f"input '{name}' is {datatype} but holds non-numeric values")
-    arr = np.array(flat, dtype=object if datatype in _CHECK else float).reshape(shape)
-    return str(name), arr
+    return np.array(flat, dtype=float)
+
+
+def _numeric_block(data: Any) -> np.ndarray | None:
+    """``data`` as float64 when it is numbers only (flat, or nested evenly), else None.
+
+    numpy reads booleans as 0 and 1, so where such values appear the original cells
+    are looked at; nulls, text and ragged nesting make numpy's block non-numeric.
+    """
+    try:
+        block = np.array(data)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    if block.dtype.kind not in "fiu" or block.ndim == 0:
+        return None
+    suspects = np.flatnonzero((block == 0) | (block == 1))
+    if suspects.size:
+        flat = _flatten(data)
+        if any(type(flat[k]) is bool for k in suspects.tolist()):
+            return None
+    return block.reshape(-1).astype(np.float64, copy=False)
 
 
 def _tensors(payload: Mapping[str, Any], binary: bytes) -> dict[str, np.ndarray]:
@@ -143,6 +177,8 @@ def decode_infer(payload: Any, version: ModelVersion, binary: bytes = b"") -> Ra
                 f"input '{name}' is not a signature column, so it must be a [rows, "
                 f"{len(columns)}] tensor of every column in order {columns}"
             )
+        if arr.dtype.kind == "f" and arr.shape[1] == len(columns) and len(arr):
+            return Table(columns, arr)
         return arr.tolist()
     unknown = sorted(set(tensors) - set(columns))
     if unknown:
@@ -153,7 +189,7 @@ def decode_infer(payload: Any, version: ModelVersion, binary: bytes = b"") -> Ra
             arr = arr[:, 0]
         if arr.ndim != 1:
             raise InvalidInput(f"input '{name}' must have shape [rows] or [rows, 1]")
-        out[name] = arr.tolist()
+        out[name] = arr if arr.dtype.kind == "f" else arr.tolist()
     return out
 
 

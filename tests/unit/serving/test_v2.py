@@ -98,3 +98,41 @@ def test_errors_are_json_with_an_error_message(server: TestClient) -> None:
     missing = server.post("/v2/models/nope/infer", json=cases[0][0])
     assert missing.status_code == 404 and "error" in missing.json()
     assert server.get("/v2/models/clf/versions/9").status_code == 404
+
+
+def test_numeric_tensors_flat_or_nested_give_the_same_answers(
+    server: TestClient, deployed: Client
+) -> None:
+    rows = [list(ROW.values()), [0.0, 1.0, 0.0, 1.0], [1, 0, 2, 3]]  # 0 and 1 are numbers too
+    expected = deployed.predict("models:/clf/1", pd.DataFrame(rows, columns=list(ROW)))
+    flat = [v for row in rows for v in row]
+    bodies = [
+        {"inputs": [{"name": "x", "shape": [3, 4], "datatype": "FP64", "data": rows}]},
+        {"inputs": [{"name": "x", "shape": [3, 4], "datatype": "FP32", "data": flat}]},
+        {
+            "inputs": [
+                {"name": k, "shape": [3, 1], "datatype": "FP64", "data": [[r[i]] for r in rows]}
+                for i, k in enumerate(ROW)
+            ]
+        },
+    ]
+    for body in bodies:
+        response = server.post("/v2/models/clf/infer", json=body)
+        assert response.status_code == 200, (body, response.text)
+        outputs = {o["name"]: o["data"] for o in response.json()["outputs"]}
+        assert outputs["label"] == expected.outputs["label"].tolist()
+
+
+def test_booleans_and_nulls_in_a_numeric_tensor_are_refused(
+    server: TestClient,
+) -> None:
+    values = list(ROW.values())
+    for data, message in [
+        ([values[0], True, *values[2:]], "non-numeric"),  # numpy would read True as 1
+        ([[values[0], 1], [values[2], False]], "non-numeric"),
+        ([values[0], None, *values[2:]], "non-numeric"),
+    ]:
+        body = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": data}]}
+        response = server.post("/v2/models/clf/infer", json=body)
+        assert response.status_code == 400, (data, response.text)
+        assert message in response.json()["error"]
