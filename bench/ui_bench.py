@@ -16,6 +16,10 @@ predictions, against a bare static page, same browser, same run.
    times (navigation start to ``loadEventEnd``): the browser's own floor.
 5. Times each API call the overview makes, with a plain HTTP client, and the stats
    call over the whole week (the overview's 7d window).
+6. The week's traffic figures in process (`TrafficSeries.endpoints` over 7 days), read
+   from the segments alone (``day_caches=False``, as before the day caches) and with
+   the day caches: the first call (which writes them) and the next ones; the answers
+   must be equal. Then the overview set to its 7d window loads in the browser.
 
 Prints a Markdown table and writes bench/results/ui_bench.json.
 
@@ -303,6 +307,37 @@ def api_times(base: str, runs: int) -> dict[str, float]:
 # -- the run -----------------------------------------------------------------------------
 
 
+def week_figures(settings: Settings, runs: int) -> dict[str, Any]:
+    """ms of the overview's 7d stats in process: from the segments alone, then with the
+    day caches (first call writes them); the answers must be the same."""
+    from modelport.monitoring.timeseries import Grid, TrafficSeries, default_step
+
+    until = dt.datetime.now(dt.UTC)
+    since = until - dt.timedelta(days=7)
+    grid = Grid.covering(since, until, default_step(7 * 86400))
+    series = ["requests_per_s", "error_rate", "p99_s"]
+
+    def timed(stats: TrafficSeries) -> tuple[float, dict[str, Any]]:
+        started = time.perf_counter()
+        answer = stats.endpoints(grid, series=series)
+        return (time.perf_counter() - started) * 1000, answer
+
+    plain = [timed(TrafficSeries(settings, day_caches=False)) for _ in range(runs)]
+    cached = TrafficSeries(settings)
+    first_ms, first = timed(cached)
+    warm = [timed(cached) for _ in range(runs)]
+    if not all(answer == first for _, answer in plain + warm):
+        raise AssertionError("the day caches changed the week's figures")
+    return {
+        "segments_only_ms": round(statistics.median(t for t, _ in plain), 1),
+        "caches_first_call_ms": round(first_ms, 1),
+        "caches_ms": round(statistics.median(t for t, _ in warm), 1),
+        "cache_files": len(list(settings.logs_path.glob("predictions/*/*/_traffic-*.cache"))),
+        "endpoints": len(first["endpoints"]),
+        "step_s": grid.step_s,
+    }
+
+
 def summary(values: list[float]) -> dict[str, float]:
     ordered = sorted(values)
     return {
@@ -325,6 +360,7 @@ def measure(url: str, runs: int, screenshot: Path | None) -> dict[str, Any]:
         load_overview(driver, url)
         warm = [load_overview(driver, url) for _ in range(runs)]
         bare_warm = [load_bare(driver, bare_url) for _ in range(runs)]
+        week = [load_overview(driver, url + "?window=7d") for _ in range(runs)]
         if screenshot is not None:
             load_overview(driver, url)
             height = driver.execute_script("return document.documentElement.scrollHeight")
@@ -334,6 +370,7 @@ def measure(url: str, runs: int, screenshot: Path | None) -> dict[str, Any]:
     return {
         "overview_cold": summary([r["rendered_ms"] for r in cold]),
         "overview_warm": summary([r["rendered_ms"] for r in warm]),
+        "overview_7d_warm": summary([r["rendered_ms"] for r in week]),
         "bare_page_cold": summary(bare_cold),
         "bare_page_warm": summary(bare_warm),
         "overview_cold_parts": {
@@ -359,6 +396,7 @@ def markdown(result: dict[str, Any]) -> str:
     for key, page, cache in (
         ("overview_cold", "overview, data drawn", "off"),
         ("overview_warm", "overview, data drawn", "on"),
+        ("overview_7d_warm", "overview, 7d window, data drawn", "on"),
         ("bare_page_cold", "bare static page, loaded", "off"),
         ("bare_page_warm", "bare static page, loaded", "on"),
     ):
@@ -373,6 +411,14 @@ def markdown(result: dict[str, Any]) -> str:
     lines += [
         "",
         f"API calls alone (median): {calls}; stats over the whole week: {week:.0f} ms.",
+    ]
+    w = result["week_figures"]
+    lines += [
+        "",
+        f"The week's figures in process ({w['endpoints']} endpoints, {w['step_s']:g} s "
+        f"buckets): {w['segments_only_ms']:.0f} ms from the segments alone, "
+        f"{w['caches_first_call_ms']:.0f} ms for the call that writes the "
+        f"{w['cache_files']} day caches, {w['caches_ms']:.0f} ms with them (same answers).",
     ]
     return "\n".join(lines)
 
@@ -396,6 +442,8 @@ def main() -> None:
         print(f"writing {args.days:g} days of log for {ENDPOINTS} endpoints ...", file=sys.stderr)
         data = write_week(Settings(home=home).logs_path, layout, args.days, args.rate)
         print(f"  {data}", file=sys.stderr)
+        week = week_figures(Settings(home=home), max(3, args.runs // 3))
+        print(f"  {week}", file=sys.stderr)
         port = free_port()
         argv = [sys.executable, "-m", "modelport.cli.main", "--home", str(home), "serve"]
         argv += ["--env", "production", "--host", "127.0.0.1", "--port", str(port)]
@@ -420,6 +468,7 @@ def main() -> None:
         "data": data,
         "browser": browser,
         "api_ms": api,
+        "week_figures": week,
         "target_ms": TARGET_S * 1000,
         "wall_s": round(time.perf_counter() - wall, 1),
     }

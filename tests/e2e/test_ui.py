@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import threading
 import time
@@ -430,6 +431,15 @@ def test_dashboard_pages_and_actions(
     index = httpx.get(f"{server.url}/ui/")
     assert index.headers["cache-control"] == "no-cache"
     assert "content-security-policy" in index.headers
+    # Every page's link is in the HTML itself, none added by a script.
+    nav = re.findall(r'<a href="#/([a-z]*)" data-nav="([a-z]+)">', index.text)
+    assert nav == [
+        ("", "overview"),
+        ("incidents", "incidents"),
+        ("models", "models"),
+        ("features", "features"),
+        ("predictions", "predictions"),
+    ], nav
     sender.join()
     assert traffic["clf"] > 100 and traffic["failed"] > 5, traffic
     wait_for(

@@ -5,7 +5,9 @@ The model page lists the versions with their metrics, artifact hashes, aliases a
 compiled form, where the model is deployed, and the reference profile with a histogram
 per column; the monitoring page draws the drift heatmap from the monitor runs the
 server kept, and a cell (clicked, or reached by Tab and pressed with Enter) opens that
-column's reference and current histograms overlaid. Screenshots go to docs/images/.
+column's reference and current histograms overlaid, an output column's too; half the
+predictions get a label, and the page charts each version's accuracy over time with
+the totals the API computes. Screenshots go to docs/images/.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from tests.e2e.test_ui import (
     console_errors,
     open_page,
     press,
+    rendered_by,
+    renders,
     screenshot,
     text,
     wait_for,
@@ -63,10 +67,11 @@ def watched_site(
         client.close()
 
 
-def send_shifting_traffic(server: LiveServer, seconds: float) -> int:
-    """Batches of 20 rows; after the first third, column ``a`` moves up by 2.5."""
+def send_shifting_traffic(server: LiveServer, seconds: float) -> list[str]:
+    """Batches of 20 rows; after the first third, column ``a`` moves up by 2.5. The
+    prediction ids."""
     rng = np.random.default_rng(3)
-    sent = 0
+    sent: list[str] = []
     start = time.monotonic()
     with httpx.Client(base_url=server.url, timeout=10) as http:
         while (elapsed := time.monotonic() - start) < seconds:
@@ -78,7 +83,7 @@ def send_shifting_traffic(server: LiveServer, seconds: float) -> int:
                 json={"dataframe_records": list(frame.to_dict(orient="records"))},
             )
             assert reply.status_code == 200, reply.text
-            sent += 20
+            sent += reply.json()["prediction_ids"]
             time.sleep(0.03)
     return sent
 
@@ -97,6 +102,61 @@ def monitor_runs(server: LiveServer) -> list[dict[str, Any]]:
 
 def drifted_a(run: dict[str, Any]) -> bool:
     return any(c["column"] == "a" and c["drifted"] for c in run["drift"]["columns"])
+
+
+def label_half(server: LiveServer, ids: list[str]) -> dict[str, Any]:
+    """Labels for every other prediction (0 or 1 at random); the performance the API
+    computes from them once the log holds them all."""
+    rng = np.random.default_rng(5)
+    chosen = ids[::2]
+    labels = [int(v) for v in rng.integers(0, 2, len(chosen))]
+    reply = httpx.post(
+        f"{server.url}/v1/feedback", json={"prediction_ids": chosen, "labels": labels}
+    )
+    assert reply.json() == {"accepted": len(chosen)}, reply.text
+
+    def performance() -> dict[str, Any]:
+        body: dict[str, Any] = httpx.get(
+            f"{server.url}/v1/endpoints/clf/monitor/performance", params={"window": "1h"}
+        ).json()
+        return body
+
+    wait_for(
+        lambda: [v["totals"]["n_labelled"] for v in performance()["versions"]] == [len(chosen)],
+        what="the labels joined to the logged predictions",
+    )
+    return performance()
+
+
+def check_performance(driver: Any, expected: dict[str, Any]) -> None:
+    """The chart of accuracy per version, its totals, and the window switched to 1h."""
+    from selenium.webdriver.support.select import Select
+
+    section = driver.find_element("id", "performance")
+    (clf,) = expected["versions"]
+    totals = section.find_element("css selector", "table").text
+    assert "clf/2" in totals and "classification" in totals
+    assert f"{clf['totals']['n_labelled']:,}" in totals
+    accuracy = float(f"{clf['totals']['accuracy']:.3g}")
+    assert str(accuracy) in totals, (accuracy, totals)
+    figure = section.find_element("css selector", "figure[data-chart='perf-accuracy']")
+    assert "Accuracy" in figure.text and "score (0 to 1)" in figure.text
+    assert figure.find_elements("css selector", ".chart-area canvas")
+    assert "clf/2" in figure.find_element("css selector", ".u-legend").text
+    for metric in ("f1", "roc_auc"):
+        assert section.find_elements("css selector", f"figure[data-chart='perf-{metric}']")
+    assert str(float(f"{clf['totals']['f1']:.3g}")) in totals  # clf has two classes
+    before = renders(driver)
+    Select(driver.find_element("id", "perf-window")).select_by_value("1h")
+    rendered_by(driver, "monitoring", after=before)
+    assert "perf=1h" in driver.current_url
+    figure = driver.find_element("css selector", "#performance figure[data-chart='perf-accuracy']")
+    figure.find_element("css selector", "summary").click()
+    cells = [
+        c.text for c in figure.find_elements("css selector", "tbody td:nth-child(2)") if c.text
+    ]
+    expected_1h = [v for v in clf["series"]["accuracy"] if v is not None]
+    assert len(cells) - cells.count("–") == len(expected_1h) >= 1, cells
 
 
 def check_model(driver: Any, server: LiveServer, client: Client, shots: Path) -> Path:
@@ -176,6 +236,14 @@ def check_monitoring(driver: Any, server: LiveServer, shots: Path) -> Path:
         what="the histograms of b",
     )
     assert "Reference and current: b" in text(driver, "#overlay")
+
+    # An output column is a row too: its cells open the prediction's distribution.
+    heat = driver.find_element("css selector", "table.heatmap")
+    output = heat.find_element("css selector", "tr[data-column='label']")
+    assert "(output)" in output.text
+    output.find_elements("css selector", "button.cell-button")[-1].click()
+    wait_for(lambda: mark(driver, "overlay") == "label", what="the histograms of label")
+    assert "Reference and current: label" in text(driver, "#overlay")
     return shot
 
 
@@ -187,7 +255,9 @@ def test_model_and_monitoring_pages(
     server, client = watched_site
     shots = tmp_path / "screenshots"
     shots.mkdir()
-    assert send_shifting_traffic(server, TRAFFIC_S) > 500
+    ids = send_shifting_traffic(server, TRAFFIC_S)
+    assert len(ids) > 500
+    expected = label_half(server, ids)
     wait_for(
         lambda: len(monitor_runs(server)) >= 4 and drifted_a(monitor_runs(server)[-1]),
         what="a monitor run that found a drifted",
@@ -196,6 +266,7 @@ def test_model_and_monitoring_pages(
         "ui-model.png": check_model(browser, server, client, shots),
         "ui-monitoring.png": check_monitoring(browser, server, shots),
     }
+    check_performance(browser, expected)
     errors = console_errors(browser)
     assert errors == [], json.dumps(errors, indent=1)
     DOCS_IMAGES.mkdir(exist_ok=True)

@@ -162,6 +162,29 @@ def group_backlog(url: str, stream: str, group: str) -> Backlog | None:
         client.close()
 
 
+def group_activity(url: str, stream: str, group: str) -> tuple[str | None, float | None]:
+    """The id of ``stream``'s newest entry (None: nothing was ever added) and the seconds
+    since a consumer of ``group`` last read (None: no consumer; Redis before 7.2 counts
+    only reads that were handed entries), creating nothing. A stream id starts with the
+    milliseconds at which the entry was added."""
+    import redis
+
+    client = connect(url)
+    try:
+        try:
+            newest = str(client.xinfo_stream(stream).get("last-generated-id") or "0-0")
+        except redis.ResponseError:  # no such stream
+            return None, None
+        try:
+            consumers: Any = client.xinfo_consumers(stream, group)
+        except redis.ResponseError:  # no such group
+            consumers = []
+        idle = min((int(c["idle"]) for c in consumers), default=None)
+        return (None if newest == "0-0" else newest), (None if idle is None else idle / 1000)
+    finally:
+        client.close()
+
+
 def _backlog(client: redis.Redis, stream: str, group: str) -> Backlog | None:
     import redis
 

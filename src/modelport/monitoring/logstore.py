@@ -114,6 +114,44 @@ class LogStore:
                     "SELECT endpoint, status, count(*) FROM predictions GROUP BY ALL",
                 ) from None
 
+    def search(
+        self,
+        *,
+        prediction_id: str | None = None,
+        endpoint: str | None = None,
+        environment: str | None = None,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        limit: int = 50,
+    ) -> pa.Table:
+        """Logged rows, newest first, each with every column and its newest label
+        (``label``, ``label_value``, ``label_ts``; null when none was given).
+
+        ``prediction_id`` matches a prediction id or a request id (every row of that
+        request); the other filters narrow by endpoint, environment and ``[since,
+        until)``. Values are quoted as SQL literals, never pasted as SQL.
+        """
+        where = []
+        if prediction_id is not None:
+            literal = _literal(prediction_id)
+            where.append(f"(p.prediction_id = {literal} OR p.request_id = {literal})")
+        if endpoint is not None:
+            where.append(f"p.endpoint = {_literal(endpoint)}")
+        if environment is not None:
+            where.append(f"p.environment = {_literal(environment)}")
+        if since is not None:
+            where.append(f"p.ts >= {_timestamp(since)}")
+        if until is not None:
+            where.append(f"p.ts < {_timestamp(until)}")
+        return self.query(
+            "SELECT p.*, l.label, l.label_value, l.ts AS label_ts FROM predictions p "
+            "LEFT JOIN (SELECT prediction_id, arg_max(label, ts) AS label, "
+            "arg_max(label_value, ts) AS label_value, max(ts) AS ts "
+            "FROM labels GROUP BY prediction_id) l USING (prediction_id)"
+            f"{_where(where)} "
+            f"ORDER BY p.ts DESC, p.prediction_id LIMIT {int(limit)}"
+        )
+
     def _predictions(self, endpoint: str | None = None, dates: list[str] | None = None) -> str:
         """SQL for the prediction rows of one endpoint (or all) on some dates (or all)."""
         base = self.root / "predictions"

@@ -4,7 +4,16 @@ kind of one endpoint. What the dashboard charts and `GET /v1/stats` answers.
 
 Only the ``date=`` folders the range touches are read, and only the base columns, so
 the last hour of fifty endpoints answers in milliseconds however many days the log
-holds. Counts are logged requests (one per request, whatever its rows); rates divide
+holds. A day that is over (UTC, for `CLOSED_AFTER_S`: the log writer may still
+rewrite its last segments a few minutes past midnight) is read from one file per
+endpoint, ``_traffic-HASH.cache`` in its ``date=`` folder: the base columns of every
+row of the day's segments, written the first time the day is asked for and again when
+the segments change (HASH covers their names, sizes and modification times), so a
+week reads 7 files per endpoint instead of hundreds of segments and the figures stay
+those of the segments. The cache's name does not end in ``.parquet``, so no other
+reader of the log sees it, and retention removes it with its folder.
+
+Counts are logged requests (one per request, whatever its rows); rates divide
 by the sampling rate (``log_sample_rate``) to estimate the real traffic; latency
 quantiles are over answered requests.
 
@@ -19,7 +28,11 @@ Example::
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import math
+import os
+import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +45,21 @@ from modelport.monitoring.records import OK, endpoint_folder
 from modelport.settings import Settings
 from modelport.uri import NAME_PATTERN
 
+#: A past day's base columns, one file per endpoint and day (see the module's
+#: docstring): ``_traffic-HASH.cache``, HASH naming the segments it was made from.
+CACHE_PREFIX = "_traffic-"
+CACHE_SUFFIX = ".cache"
+#: Seconds after its end (UTC midnight) from which a day is read from its cache: the
+#: log writer rewrites an open segment for up to five minutes (``SEGMENT_SECONDS``).
+CLOSED_AFTER_S = 900.0
+#: Seconds an outdated cache is kept after a newer one is written, for queries that
+#: listed the folder before (a late segment arriving while another worker reads).
+OUTDATED_KEPT_S = 60.0
+#: What the cache keeps of each row (``endpoint`` and ``date`` come from its folder).
+_CACHE_COLUMNS = (
+    "environment, variant, model, version, shadow, status, latency_s, ts, "
+    "ends_with(prediction_id, '-0') AS first_row"
+)
 #: Most buckets one answer may hold.
 MAX_BUCKETS = 1440
 #: Steps a default is picked from: the smallest that gives at most `TARGET_BUCKETS`.
@@ -139,11 +167,16 @@ class Grid:
 
 
 class TrafficSeries:
-    """Bucketed traffic figures of the prediction log under ``settings.logs_path``."""
+    """Bucketed traffic figures of the prediction log under ``settings.logs_path``.
 
-    def __init__(self, settings: Settings) -> None:
+    ``day_caches=False`` reads every day from its segments and writes nothing (what
+    bench/ui_bench.py compares the caches against).
+    """
+
+    def __init__(self, settings: Settings, *, day_caches: bool = True) -> None:
         self.root = settings.logs_path
         self.sample_rate = settings.log_sample_rate
+        self.day_caches = day_caches
 
     def endpoints(
         self,
@@ -231,33 +264,51 @@ class TrafficSeries:
 
     def _rows(self, folders: Sequence[Path], grid: Grid, where: Sequence[str]) -> str:
         """SQL for the rows of ``folders`` in the grid's range, with their bucket and
-        whether each is its request's first row; an empty SELECT without files."""
-        patterns = [
-            str(folder / f"date={day}" / "*.parquet")
-            for folder in folders
-            for day in grid.days()
-            if _any_parquet(folder / f"date={day}")
-        ]
-        if not patterns:
+        whether each is its request's first row; an empty SELECT without files. Past
+        days come from their cache (`day_cache`), today from its segments."""
+        closed = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=CLOSED_AFTER_S)
+        first_open = closed.date().isoformat() if self.day_caches else ""
+        segments: list[str] = []
+        cached: list[str] = []
+        with duckdb.connect() as con:
+            con.execute("SET TimeZone = 'UTC'")
+            for folder in folders:
+                for day in grid.days():
+                    part = folder / f"date={day}"
+                    found = _segments(part)
+                    cache = day_cache(part, found, con) if found and day < first_open else None
+                    if cache is not None:
+                        cached.append(str(cache))
+                    elif found:
+                        segments.append(str(part / "*.parquet"))
+        if not segments and not cached:
             return (
                 "SELECT NULL::VARCHAR AS environment, NULL::VARCHAR AS endpoint, "
                 "NULL::VARCHAR AS variant, NULL::VARCHAR AS model, NULL::BIGINT AS version, "
                 "NULL::BOOLEAN AS shadow, NULL::VARCHAR AS status, NULL::DOUBLE AS latency_s, "
                 "NULL::BIGINT AS bucket, NULL::BOOLEAN AS first_row WHERE false"
             )
-        files = ", ".join(_literal(p) for p in patterns)
         conditions = [
             f"ts >= to_timestamp({grid.since!r})",
             f"ts < to_timestamp({grid.until!r})",
             *where,
         ]
-        return (
-            "SELECT environment, endpoint, variant, model, version, shadow, status, latency_s, "
-            f"CAST(floor(epoch(ts) / {grid.step_s!r}) AS BIGINT) AS bucket, "
-            "ends_with(prediction_id, '-0') AS first_row "
-            f"FROM read_parquet([{files}], hive_partitioning = true, "
-            "hive_types = {'endpoint': VARCHAR, 'date': DATE}) "
+        parts = [
+            (files, first_row)
+            for files, first_row in (
+                (segments, "ends_with(prediction_id, '-0')"),
+                (cached, "first_row"),
+            )
+            if files
+        ]
+        return " UNION ALL ".join(
+            "SELECT environment, endpoint, variant, model, version, shadow, status, "
+            f"latency_s, CAST(floor(epoch(ts) / {grid.step_s!r}) AS BIGINT) AS bucket, "
+            f"{first_row} AS first_row "
+            f"FROM read_parquet([{', '.join(_literal(f) for f in files)}], "
+            "hive_partitioning = true, hive_types = {'endpoint': VARCHAR, 'date': DATE}) "
             f"WHERE {' AND '.join(conditions)}"
+            for files, first_row in parts
         )
 
     def _fetch(self, sql: str, environment: str | None) -> list[tuple[Any, ...]]:
@@ -349,12 +400,51 @@ def _kinds(grid: Grid, rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
     return out
 
 
+def day_cache(
+    folder: Path, segments: Sequence[os.DirEntry[str]], con: duckdb.DuckDBPyConnection
+) -> Path | None:
+    """The cache of a ``date=`` folder holding ``segments``: its name carries a hash of
+    their names, sizes and modification times, so a listing of the folder tells whether
+    it is current (a segment rewritten in place changes it too). Written (with ``con``)
+    when missing; an outdated one is removed a while later. None when it cannot be
+    written (a read-only log, say: the caller reads the segments instead)."""
+    try:
+        stamps = sorted(f"{e.name} {e.stat().st_size} {e.stat().st_mtime_ns}" for e in segments)
+    except FileNotFoundError:  # a segment renamed over while listed: read the segments
+        return None
+    digest = hashlib.sha256("\n".join(stamps).encode()).hexdigest()[:16]
+    path = folder / f"{CACHE_PREFIX}{digest}{CACHE_SUFFIX}"
+    if path.is_file():
+        return path
+    files = ", ".join(_literal(str(folder / e.name)) for e in segments)
+    tmp = folder / f"{path.name}.{uuid.uuid4().hex[:12]}.part"
+    try:
+        con.execute(
+            f"COPY (SELECT {_CACHE_COLUMNS} FROM read_parquet([{files}], "
+            f"union_by_name = true)) TO {_literal(str(tmp))} (FORMAT parquet)"
+        )
+        os.replace(tmp, path)  # readers see the whole file or none
+        # An outdated cache goes once no query that listed it can still be reading it.
+        for old in folder.glob(f"{CACHE_PREFIX}*{CACHE_SUFFIX}"):
+            if old != path and old.stat().st_mtime < time.time() - OUTDATED_KEPT_S:
+                old.unlink(missing_ok=True)
+    except (OSError, duckdb.Error):
+        tmp.unlink(missing_ok=True)
+        return None
+    return path
+
+
+def _segments(folder: Path) -> list[os.DirEntry[str]]:
+    """The Parquet segments of a ``date=`` folder (none when it is absent)."""
+    try:
+        with os.scandir(folder) as entries:
+            return [e for e in entries if e.name.endswith(".parquet")]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
 def _environment(environment: str | None) -> list[str]:
     return [] if environment is None else ["environment = $environment"]
-
-
-def _any_parquet(folder: Path) -> bool:
-    return folder.is_dir() and next(folder.glob("*.parquet"), None) is not None
 
 
 def _literal(text: str) -> str:

@@ -197,6 +197,25 @@ class WatchStore:
             return None
         return dict(row.report) | {"computed_at": _iso(row.computed_at)}
 
+    def monitor_runs(
+        self, environment: str, endpoint: str, *, limit: int, fields: tuple[str, ...]
+    ) -> list[dict[str, Any]]:
+        """The newest ``limit`` kept runs of an endpoint, oldest first: each run's ``id``,
+        ``computed_at`` (ISO) and the named ``fields`` of its report (None when absent)."""
+        runs = t.monitor_runs.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(runs.id, runs.report, runs.computed_at)
+                .where(runs.environment == environment, runs.endpoint == endpoint)
+                .order_by(runs.id.desc())
+                .limit(limit)
+            ).all()
+        return [
+            {"id": int(row.id), "computed_at": _iso(row.computed_at)}
+            | {key: row.report.get(key) for key in fields}
+            for row in reversed(rows)
+        ]
+
     # -- incidents -----------------------------------------------------------
 
     def open_incident(

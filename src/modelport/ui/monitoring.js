@@ -1,15 +1,25 @@
-// Monitoring of one endpoint: drift per column over the monitor runs the server kept, as
-// a heatmap (columns × runs) against each column's threshold; a cell opens that
-// column's reference and live histograms overlaid; data quality of the latest run.
+// Monitoring of one endpoint: model performance over time on delayed labels (a line
+// chart per metric, one line per model version); drift per column over the monitor runs
+// the server kept, as a heatmap (input and output columns × runs) against each
+// column's threshold; a cell opens that column's reference and live histograms
+// overlaid (outputs too: the prediction distribution against the reference); data
+// quality of the latest run.
 //
-// Reads GET /v1/endpoints/{endpoint}/monitor/history and
+// Reads GET /v1/endpoints/{endpoint}/monitor/performance?window=,
+// /v1/endpoints/{endpoint}/monitor/history and
 // /v1/endpoints/{endpoint}/monitor/histogram?column=.
 
-import { get } from "./api.js";
+import { ApiError, get } from "./api.js";
+import { seriesColor, timeChart } from "./charts.js";
 import { count, facts, h, number, percent, replace, table, time } from "./dom.js";
 import { histogram, modelHref } from "./model.js";
 
 const RUNS = 48;
+/** Windows of the performance chart: labels arrive late, so days rather than minutes. */
+const PERF_WINDOWS = ["1h", "24h", "7d", "30d"];
+const METRIC_NAMES = { accuracy: "Accuracy", precision: "Precision", recall: "Recall", f1: "F1", roc_auc: "ROC AUC", log_loss: "Log loss", mae: "MAE", rmse: "RMSE" };
+/** Metrics read as a share (0 to 1); the others are errors in the label's unit. */
+const SHARES = new Set(["accuracy", "precision", "recall", "f1", "roc_auc"]);
 /** Score methods read as p-values: drift when the score falls below the threshold. */
 const P_VALUES = new Set(["ks", "chisquare", "z"]);
 const CLOCK = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit" });
@@ -169,6 +179,46 @@ function overlay(body, picked) {
   );
 }
 
+function versionLabel(v) {
+  return `${v.model}/${v.version}`;
+}
+
+/** One chart per metric with a value in the window, one line per model version. */
+function performanceCharts(body) {
+  const metrics = [];
+  for (const v of body.versions) for (const m of v.metrics) if (!metrics.includes(m) && v.series[m].some((x) => x !== null)) metrics.push(m);
+  const step = body.step_s >= 3600 ? `${number(body.step_s / 3600)} h buckets` : `${number(body.step_s / 60)} min buckets`;
+  return metrics.map((metric) =>
+    timeChart({
+      key: `perf-${metric}`,
+      title: METRIC_NAMES[metric] || metric,
+      unit: SHARES.has(metric) ? "score (0 to 1)" : metric === "log_loss" ? "nats" : "label units",
+      caption: `${METRIC_NAMES[metric] || metric} of each version's labelled predictions per bucket (${step}); a gap is a bucket without labels.`,
+      times: body.times,
+      range: [body.times[0], body.times[body.times.length - 1] + body.step_s],
+      series: body.versions
+        .map((v, i) => ({ label: versionLabel(v), values: v.series[metric] || body.times.map(() => null), color: seriesColor(i) }))
+        .filter((s, i) => body.versions[i].metrics.includes(metric)),
+      table: body.versions.map((v) => ({ label: `${versionLabel(v)} labelled`, values: v.series.n_labelled })),
+      format: (v) => number(v),
+    }),
+  );
+}
+
+function performanceTable(body) {
+  const metrics = [...new Set(body.versions.flatMap((v) => v.metrics))];
+  return table(
+    ["version", "task", "labelled", ...metrics.map((m) => METRIC_NAMES[m] || m)],
+    body.versions.map((v) => [
+      h("a", { href: modelHref(v.model, v.version) }, versionLabel(v)),
+      v.task,
+      count(v.totals.n_labelled),
+      ...metrics.map((m) => number(v.totals[m])),
+    ]),
+    { caption: `Over the last ${body.window}, from the labels given so far`, numeric: [2, ...metrics.map((_, i) => i + 3)] },
+  );
+}
+
 export function mount(root, ctx) {
   const { environment, endpoint } = ctx.params;
   const api = `/v1/endpoints/${encodeURIComponent(endpoint)}/monitor`;
@@ -176,10 +226,26 @@ export function mount(root, ctx) {
   const heatSlot = h("div");
   const overlaySlot = h("div");
   const qualitySlot = h("div");
+  const perfSlot = h("div");
+  let perfCharts = [];
   let picked = null;
   let runs = [];
+  const perfWindow = PERF_WINDOWS.includes(ctx.query.perf) ? ctx.query.perf : "7d";
   root.append(
     head,
+    h(
+      "section",
+      { "aria-labelledby": "perf-title", id: "performance" },
+      h("h2", { id: "perf-title" }, "Performance on labels"),
+      h("p", { class: "muted" }, "Labels arrive after the predictions (POST /v1/feedback, modelport feedback); each point is a time bucket of answered predictions that have one."),
+      h(
+        "div",
+        { class: "toolbar" },
+        h("label", { for: "perf-window" }, "Window"),
+        h("select", { id: "perf-window", onchange: (event) => ctx.setQuery({ perf: event.target.value }) }, PERF_WINDOWS.map((w) => h("option", { value: w, selected: w === perfWindow }, `last ${w}`))),
+      ),
+      perfSlot,
+    ),
     h("section", { "aria-labelledby": "drift-title" }, h("h2", { id: "drift-title" }, "Drift per column"), h("p", { class: "muted" }, "Each cell is one monitor run of one column, coloured by how its score stands against the column's threshold; press a cell (or Tab to it and Enter) for the histograms."), legend(), heatSlot),
     overlaySlot,
     h("section", { "aria-labelledby": "quality-title" }, h("h2", { id: "quality-title" }, "Data quality"), qualitySlot),
@@ -225,12 +291,37 @@ export function mount(root, ctx) {
     );
     drawHeatmap();
     replace(qualitySlot, latest ? qualityTable(latest) : h("p", { class: "empty" }, "Nothing measured yet."));
+    await drawPerformance(here, served);
+  }
+
+  async function drawPerformance(here, served) {
+    for (const chart of perfCharts) chart.destroy();
+    perfCharts = [];
+    if (!here) {
+      replace(perfSlot, h("p", { class: "note" }, `Performance of ${environment} is on its own server, or: modelport performance ${endpoint} --since ${perfWindow} --bucket 1d (this server serves ${served.environment})`));
+      return;
+    }
+    let body;
+    try {
+      body = await get(`${api}/performance`, { signal: ctx.signal, params: { window: perfWindow } });
+    } catch (err) {
+      if (!(err instanceof ApiError) || err.status !== 503) throw err;
+      replace(perfSlot, h("p", { class: "note" }, err.message, err.hint ? h("div", { class: "muted" }, err.hint) : null));
+      return;
+    }
+    if (!body.versions.length) {
+      replace(perfSlot, h("p", { class: "empty" }, `No labelled predictions in the last ${body.window}: send labels with POST /v1/feedback or modelport feedback PREDICTION_ID LABEL.`));
+      return;
+    }
+    perfCharts = performanceCharts(body);
+    replace(perfSlot, performanceTable(body), h("div", { class: "charts" }, perfCharts.map((c) => c.element)));
   }
 
   return {
     title: `${endpoint} monitoring (${environment})`,
     refresh,
     destroy() {
+      for (const chart of perfCharts) chart.destroy();
       delete document.documentElement.dataset.overlay;
     },
   };

@@ -1,6 +1,7 @@
 // Predictions: search the prediction log by prediction id (or request id), endpoint
 // and time range; each row with its inputs (the feature values the server joined
-// included), output, variant, latency, status and label, if one was given.
+// included, each marked "feature VIEW" against "sent" by the caller), output,
+// variant, latency, status and label, if one was given.
 //
 // The search lives in the URL (#/predictions?id=...&endpoint=...&since=1h), so a
 // result can be shared. Reads GET /v1/predictions.
@@ -23,6 +24,34 @@ function pairs(values) {
   const entries = Object.entries(values || {});
   if (!entries.length) return h("span", { class: "muted" }, "none");
   return h("dl", { class: "kv values" }, entries.map(([name, value]) => [h("dt", {}, h("code", {}, name)), h("dd", {}, valueText(value))]));
+}
+
+/** Where an input came from: a feature view's lookup, or the caller's request. */
+function origin(row, name) {
+  const view = (row.features || {})[name];
+  return view
+    ? h("span", { class: "badge info", title: `looked up in feature view ${view}`, dataset: { origin: "feature" } }, `feature ${view}`)
+    : h("span", { class: "badge plain", title: "sent by the caller", dataset: { origin: "sent" } }, "sent");
+}
+
+/** The inputs of one row: name, value and where each came from. */
+function inputTable(row) {
+  const entries = Object.entries(row.inputs || {});
+  const looked = entries.filter(([name]) => (row.features || {})[name]).length;
+  return table(
+    ["input", "value", "from"],
+    entries.map(([name, value]) => [h("code", {}, name), valueText(value), origin(row, name)]),
+    {
+      caption: looked ? `${entries.length - looked} sent by the caller, ${looked} looked up in feature views` : "All sent by the caller",
+      empty: "No inputs logged.",
+    },
+  );
+}
+
+function inputSummary(row) {
+  const all = Object.keys(row.inputs || {}).length;
+  const looked = Object.keys(row.features || {}).length;
+  return looked ? `${all} inputs (${looked} from features)` : `${all} inputs`;
 }
 
 function outputText(row) {
@@ -62,7 +91,7 @@ function detail(row) {
     h(
       "div",
       { class: "prediction-io" },
-      h("div", {}, h("h3", {}, "Inputs ", h("span", { class: "muted" }, "(with joined features)")), pairs(row.inputs)),
+      h("div", { class: "prediction-inputs" }, h("h3", {}, "Inputs"), inputTable(row)),
       h("div", {}, h("h3", {}, "Output"), pairs(row.outputs)),
     ),
   );
@@ -129,7 +158,7 @@ export function mount(root, ctx) {
       slot,
       h("p", { role: "status" }, found),
       rows.length === 1 ? detail(rows[0]) : null,
-      table(
+      h("div", { class: "results" }, table(
         ["time", "prediction id", "endpoint", "variant", "status", "latency", "output", "label", "inputs"],
         rows.map((row) => [
           time(row.ts),
@@ -140,14 +169,14 @@ export function mount(root, ctx) {
           duration(row.latency_s),
           outputText(row),
           labelText(row.label),
-          h("details", { dataset: { key: `in-${row.prediction_id}` } }, h("summary", {}, `${Object.keys(row.inputs).length} inputs`), pairs(row.inputs)),
+          h("details", { dataset: { key: `in-${row.prediction_id}` } }, h("summary", {}, inputSummary(row)), pairs(row.inputs)),
         ]),
         {
           caption: h("span", { class: "visually-hidden" }, "Logged predictions, newest first"),
           numeric: [5],
           empty: "No logged prediction matches. Widen the time range, or check the id (a predict response's prediction_ids).",
         },
-      ),
+      )),
     );
   }
 

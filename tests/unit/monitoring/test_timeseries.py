@@ -4,9 +4,12 @@ endpoint and per variant, errors by kind, environments and shadows kept apart.""
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from modelport.errors import InvalidInput
@@ -180,3 +183,60 @@ def test_an_endpoint_without_a_log_has_empty_series(settings: Settings) -> None:
     assert stats.endpoints(grid)["endpoints"] == []
     with pytest.raises(InvalidInput, match="not an endpoint name"):
         stats.endpoint("../etc", grid, environment=None)
+
+
+def test_a_past_day_is_read_from_its_cache_rewritten_when_segments_change(
+    settings: Settings,
+) -> None:
+    write(settings, [request(5, latency=0.010), request(70, status="signature_mismatch")])
+    write(settings, [request(20, endpoint="reg")], environment="staging")
+    folder = records.endpoint_folder(settings.logs_path, "clf") / "date=2024-05-01"
+    stats = TrafficSeries(settings)
+    grid = Grid.covering(at(0), at(120), 60)
+    first = stats.endpoints(grid)
+    (cache,) = folder.glob("_traffic-*.cache")  # 2024-05-01 is over: its rows in one file
+    assert stats.endpoints(grid) == first  # the same figures, read from the cache
+    made = cache.stat().st_mtime_ns
+    assert stats.endpoint("clf", grid, environment="production")["totals"]["requests"] == 2
+    assert cache.stat().st_mtime_ns == made  # unchanged segments: not rewritten
+
+    # A segment that arrives late changes the figures at once, through a new cache.
+    write(settings, [request(30, latency=0.050), request(90, latency=0.070)])
+    (clf, _) = stats.endpoints(grid)["endpoints"]
+    assert (clf["requests"], clf["errors"], clf["series"]["requests"]) == (4, 1, [2, 2])
+    assert clf["p99_s"] == pytest.approx(0.0696, rel=1e-3)
+    newer = max(folder.glob("_traffic-*.cache"), key=lambda p: p.stat().st_mtime_ns)
+    assert newer != cache and cache.exists()  # kept a minute for queries reading it
+    os.utime(cache, (0, 0))
+    write(settings, [request(100, latency=0.070)])
+    (third,) = stats.endpoints(grid)["endpoints"][:1]
+    assert third["requests"] == 5 and not cache.exists()  # the outdated one is gone now
+    (newer,) = [p for p in folder.glob("_traffic-*.cache") if p != newer]
+    assert not [p for p in folder.iterdir() if p.name.endswith(".part")]
+
+    # A segment rewritten in place with more rows (the log writer's open segment) too.
+    segment = max(folder.glob("*.parquet"), key=lambda p: p.stat().st_mtime_ns)
+    table = pq.read_table(segment)
+    records.write_segment(pa.concat_tables([table, table]), segment)
+    assert stats.endpoints(grid)["endpoints"][0]["requests"] == 6
+
+    # From the segments alone (the caches off, or none can be written) the same figures.
+    clf = TrafficSeries(settings, day_caches=False).endpoints(grid)["endpoints"][0]
+    assert clf == stats.endpoints(grid)["endpoints"][0] and clf["requests"] == 6
+    newer.unlink()
+    newer.mkdir()  # a cache that cannot be read or replaced
+    for name in ("x", "y"):
+        (newer / name).touch()
+    assert stats.endpoints(grid)["endpoints"][0] == clf
+    assert not [p for p in folder.iterdir() if p.name.endswith(".part")]
+
+
+def test_today_is_read_from_its_segments(settings: Settings) -> None:
+    now = dt.datetime.now(dt.UTC).timestamp()
+    write(settings, [request(now - T0 - 5), request(now - T0 - 2)])
+    since = dt.datetime.fromtimestamp(now - 60, dt.UTC)
+    grid = Grid.covering(since, dt.datetime.fromtimestamp(now + 1, dt.UTC), 60)
+    (clf,) = TrafficSeries(settings).endpoints(grid)["endpoints"]
+    assert clf["requests"] == 2
+    # The log writer may still rewrite today's open segments: no cache for today.
+    assert not list(settings.logs_path.glob("predictions/*/*/_traffic-*.cache"))

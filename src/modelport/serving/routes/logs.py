@@ -6,8 +6,13 @@
   from now), at most ``limit`` rows (50 by default, 500 at most). Each row has its
   base columns (``prediction_id``, ``ts``, ``endpoint``, ``variant``, ``status``,
   ``latency_s`` ...), ``inputs`` (the ``in_`` columns, feature values the server
-  joined included), ``outputs`` (the ``out_`` columns), ``stale_features`` and the
-  newest ``label`` given for it, if any.
+  joined included), ``outputs`` (the ``out_`` columns), ``stale_features``, the
+  newest ``label`` given for it, if any, and ``features``: which inputs a feature
+  view supplied (``{column: view}``; the others came with the request).
+
+The log keeps the values the model saw, not where each came from; ``features`` is
+derived from the endpoint's deployment as it is now: the columns its feature views
+add (`modelport.features.enrich.output_columns`), which a request may not send.
 
 It runs SQL over `modelport.monitoring.logstore.LogStore`'s views, as
 ``modelport logs query`` does; a bad parameter answers 400 saying which and how to fix
@@ -35,7 +40,7 @@ from modelport.serving.state import app_state
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from modelport.settings import Settings
+    from modelport.client import Client
 
 router = APIRouter(prefix="/v1", tags=["monitoring"])
 
@@ -73,43 +78,6 @@ def _time(name: str, value: str | None) -> datetime | None:
         raise InvalidInput(f"{name}: {exc.message}", hint=exc.hint) from None
 
 
-def search_sql(
-    *,
-    prediction_id: str | None = None,
-    endpoint: str | None = None,
-    environment: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    limit: int = DEFAULT_LIMIT,
-) -> str:
-    """SQL over the views ``predictions`` and ``labels`` for one search, newest first.
-
-    Every value is validated before it is quoted into the text."""
-    from modelport.monitoring.logstore import _literal, _timestamp
-
-    where = []
-    if prediction_id is not None:
-        literal = _literal(prediction_id)
-        where.append(f"(p.prediction_id = {literal} OR p.request_id = {literal})")
-    if endpoint is not None:
-        where.append(f"p.endpoint = {_literal(endpoint)}")
-    if environment is not None:
-        where.append(f"p.environment = {_literal(environment)}")
-    if since is not None:
-        where.append(f"p.ts >= {_timestamp(since)}")
-    if until is not None:
-        where.append(f"p.ts < {_timestamp(until)}")
-    condition = " WHERE " + " AND ".join(where) if where else ""
-    return (
-        "SELECT p.*, l.label AS __label, l.label_value AS __label_value, "
-        "l.ts AS __label_ts FROM predictions p LEFT JOIN ("
-        "SELECT prediction_id, arg_max(label, ts) AS label, "
-        "arg_max(label_value, ts) AS label_value, max(ts) AS ts "
-        "FROM labels GROUP BY prediction_id) l USING (prediction_id)"
-        f"{condition} ORDER BY p.ts DESC, p.prediction_id LIMIT {int(limit)}"
-    )
-
-
 def _rows(table: pa.Table) -> list[dict[str, Any]]:
     """Rows as JSON-ready dicts, grouped into base columns, inputs, outputs and label."""
     from modelport.monitoring.records import INPUT_PREFIX, OUTPUT_PREFIX
@@ -125,14 +93,14 @@ def _rows(table: pa.Table) -> list[dict[str, Any]]:
             for k, v in raw.items()
             if k.startswith(OUTPUT_PREFIX)
         }
-        label = raw.get("__label")
+        label = raw.get("label")
         row["label"] = (
             None
             if label is None
             else {
                 "label": label,
-                "value": _plain(raw.get("__label_value")),
-                "ts": _plain(raw.get("__label_ts")),
+                "value": _plain(raw.get("label_value")),
+                "ts": _plain(raw.get("label_ts")),
             }
         )
         found.append(row)
@@ -147,11 +115,44 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def search(settings: Settings, **filters: Any) -> list[dict[str, Any]]:
-    """The rows of one search (see `search_sql`)."""
+def search(client: Client, **filters: Any) -> list[dict[str, Any]]:
+    """The rows of one search (`modelport.monitoring.logstore.LogStore.search`), each
+    with the inputs its endpoint's feature views supply."""
     from modelport.monitoring.logstore import LogStore
 
-    return _rows(LogStore(settings).query(search_sql(**filters)))
+    rows = _rows(LogStore(client.settings).search(**filters))
+    supplied = {
+        key: feature_columns(client, *key)
+        for key in {(r["environment"], r["endpoint"]) for r in rows}
+    }
+    for row in rows:
+        views = supplied[(row["environment"], row["endpoint"])]
+        row["features"] = {c: views[c] for c in row["inputs"] if c in views}
+    return rows
+
+
+def feature_columns(client: Client, environment: str | None, endpoint: str) -> dict[str, str]:
+    """``{column: view}`` for the columns the feature views of ``endpoint``'s deployment
+    add to its requests (none when it is not deployed there or names no view)."""
+    from modelport.errors import NotFound
+    from modelport.features.enrich import output_columns
+    from modelport.registry.features import FeatureViewStore
+
+    if environment is None:
+        return {}
+    try:
+        names = client.registry.get_deployment(environment, endpoint).spec.features
+    except NotFound:
+        return {}
+    store = FeatureViewStore(client.registry.engine)
+    out: dict[str, str] = {}
+    for name in names:
+        try:
+            view = store.get(name)
+        except NotFound:
+            continue
+        out |= dict.fromkeys(output_columns(view), name)
+    return out
 
 
 @router.get("/predictions")
@@ -185,7 +186,7 @@ async def predictions(
         "until": end,
         "limit": count,
     }
-    rows = await asyncio.to_thread(search, app_state(request).settings, **filters)
+    rows = await asyncio.to_thread(search, app_state(request).client, **filters)
     body = {"rows": rows, "limit": count, "truncated": len(rows) == count}
     return json_response(body)
 

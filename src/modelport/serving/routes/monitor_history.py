@@ -1,10 +1,21 @@
-"""Monitor history routes: the monitor runs the server kept, and one column's live
-histogram beside its reference.
+"""Monitor history routes: the monitor runs the server kept, one column's live
+histogram beside its reference, model performance over time from delayed labels, and
+how far a stream view's processor is behind its stream.
 
-Read-only and off the hot path. The server's monitor loop stores a report per endpoint
-every ``MODELPORT_MONITOR_INTERVAL_SECONDS`` (the registry's ``monitor_runs``, the last
-500 per endpoint); these routes give the dashboard's monitoring page its drift heatmap
-and the histograms behind a cell.
+Read-only and off the hot path; each parses its parameters and calls the store that
+owns the data:
+
+- ``GET /v1/endpoints/{e}/monitor/history``: the runs the monitor loop stored
+  (`modelport.registry.watching.WatchStore.monitor_runs`, the last 500 per endpoint);
+- ``GET /v1/endpoints/{e}/monitor/histogram?column=``: the reference profile's bins
+  and the live rows of the window counted on them;
+- ``GET /v1/endpoints/{e}/monitor/performance?window=&bucket=``: per model version and
+  time bucket, the metrics of `modelport.monitoring.performance` over the labelled
+  predictions (`modelport.monitoring.labels.LabelStore.performance`), laid out as
+  series for a chart;
+- ``GET /v1/features/{view}/stream/status``: a stream view's consumer group on its
+  Redis stream (what ``modelport stream status VIEW`` prints) and whether its
+  processor is reading.
 """
 
 from __future__ import annotations
@@ -13,42 +24,27 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from modelport.errors import InvalidInput, NotFound
-from modelport.registry import schema as t
-from modelport.registry.entities import utc
+from modelport.errors import InvalidInput, NotFound, Unavailable
+from modelport.registry.watching import WatchStore
 from modelport.serving.http import json_response
 from modelport.serving.state import app_state
 
 if TYPE_CHECKING:
     from modelport.client import Client
+    from modelport.monitoring.labels import LabelStore
 
 router = APIRouter(prefix="/v1", tags=["monitoring"])
 
 #: What a run keeps of its report: drift per column, data quality, traffic, performance.
 RUN_FIELDS = ("model", "version", "window", "since", "until", "rows", "drift", "traffic")
-
-
-def monitor_runs(
-    client: Client, environment: str, endpoint: str, limit: int
-) -> list[dict[str, Any]]:
-    """The newest ``limit`` stored monitor runs of an endpoint, oldest first."""
-    runs = t.monitor_runs.c
-    with client.registry.engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(runs.id, runs.report, runs.computed_at)
-            .where(runs.environment == environment, runs.endpoint == endpoint)
-            .order_by(runs.id.desc())
-            .limit(limit)
-        ).all()
-    return [
-        {"id": int(row.id), "computed_at": utc(row.computed_at).isoformat()}
-        | {key: row.report.get(key) for key in RUN_FIELDS}
-        for row in reversed(rows)
-    ]
+#: Default window of the performance chart: labels arrive late, so look back a week.
+PERFORMANCE_WINDOW = "7d"
+#: A consumer group whose readers delivered nothing for this long while events wait
+#: is taken as not running (a running processor reads again within its 1 s block).
+STALE_READER_S = 10.0
 
 
 def column_histogram(
@@ -121,7 +117,10 @@ async def monitor_history(
     """The monitor runs the server kept for an endpoint, oldest first."""
     state = app_state(request)
     env = state.settings.env
-    runs = await asyncio.to_thread(monitor_runs, state.client, env, endpoint, limit)
+    store = WatchStore(state.client.registry.engine)
+    runs = await asyncio.to_thread(
+        store.monitor_runs, env, endpoint, limit=limit, fields=RUN_FIELDS
+    )
     return json_response({"environment": env, "endpoint": endpoint, "runs": runs})
 
 
@@ -143,3 +142,211 @@ async def monitor_histogram(
         window or state.settings.monitor_window,
     )
     return json_response(body)
+
+
+def performance_series(
+    client: Client,
+    labels: LabelStore,
+    endpoint: str,
+    window: str,
+    bucket: str | None,
+    *,
+    now: datetime,
+) -> dict[str, Any]:
+    """Each model version's metrics over ``window`` (totals) and per ``bucket`` (series
+    on the bucket starts ``times``, null where no labelled prediction fell); a binary
+    classifier's F1 beside them, from its precision and recall of the positive class."""
+    from modelport.monitoring.timeseries import Grid, default_step
+
+    window_s = _duration("window", window)
+    step_s = _duration("bucket", bucket) if bucket else default_step(window_s)
+    if step_s < 1:
+        raise InvalidInput(f"bucket {bucket!r} is under a second", hint="e.g. bucket=1h")
+    since = now - timedelta(seconds=window_s)
+    grid = Grid.covering(since, now, step_s)
+    totals = labels.performance(endpoint, since=since, until=now)
+    rows = labels.performance(endpoint, since=since, until=now, bucket=f"{step_s:g}s")
+    versions: dict[tuple[str, int], dict[str, Any]] = {}
+    binary = {(r["model"], r["version"]): _binary(client, r["model"], r["version"]) for r in totals}
+    for row in (*totals, *rows):
+        if binary[(row["model"], row["version"])]:
+            row["f1"] = f1_score(row.get("precision"), row.get("recall"))
+    for row in totals:
+        metrics = _metric_names(row["task"])
+        if binary[(row["model"], row["version"])]:  # F1 beside precision and recall
+            metrics = (*metrics[:3], "f1", *metrics[3:])
+        versions[(row["model"], row["version"])] = {
+            "model": row["model"],
+            "version": row["version"],
+            "task": row["task"],
+            "metrics": list(metrics),
+            "totals": {name: row.get(name) for name in ("n_labelled", *metrics)},
+            "series": {name: [None] * grid.buckets for name in ("n_labelled", *metrics)},
+        }
+    for row in rows:
+        entry = versions.get((row["model"], row["version"]))
+        start = datetime.fromisoformat(row["bucket"]).timestamp()
+        i = round(start / grid.step_s) - grid.first
+        if entry is None or not 0 <= i < grid.buckets:
+            continue
+        for name, values in entry["series"].items():
+            values[i] = row.get(name)
+    return grid.to_dict() | {
+        "endpoint": endpoint,
+        "window": window,
+        "versions": [versions[key] for key in sorted(versions)],
+    }
+
+
+def f1_score(precision: float | None, recall: float | None) -> float | None:
+    """The harmonic mean of precision and recall (0 when both are 0; None when either
+    is undefined), as scikit-learn's ``f1_score`` of a binary classifier."""
+    if precision is None or recall is None:
+        return None
+    if precision + recall == 0:
+        return 0.0
+    return 2 * precision * recall / (precision + recall)
+
+
+def _binary(client: Client, model: str, version: int) -> bool:
+    """Whether a version is a classifier of two classes (precision and recall are then
+    the positive class's, and give F1)."""
+    try:
+        mv = client.registry.get_version(model, version)
+    except NotFound:
+        return False
+    return mv.task == "classification" and len(mv.classes or ()) == 2
+
+
+def _duration(name: str, text: str) -> float:
+    from modelport.durations import parse_duration
+
+    try:
+        seconds = parse_duration(text)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{name}: {exc.message}", hint=exc.hint) from None
+    if seconds <= 0:
+        raise InvalidInput(f"{name} {text!r} must be above 0", hint=f"e.g. {name}=1h")
+    return seconds
+
+
+def _metric_names(task: str) -> tuple[str, ...]:
+    # Imported here: the metrics module brings scipy, which a serving worker never needs.
+    from modelport.monitoring.performance import CLASSIFICATION_METRICS, REGRESSION_METRICS
+
+    if task == "classification":
+        return CLASSIFICATION_METRICS
+    if task == "regression":
+        return REGRESSION_METRICS
+    return ()
+
+
+@router.get("/endpoints/{endpoint}/monitor/performance")
+async def monitor_performance(
+    request: Request,
+    endpoint: str,
+    window: Annotated[
+        str, Query(description="How far back from now, e.g. 1d, 7d.")
+    ] = PERFORMANCE_WINDOW,
+    bucket: Annotated[
+        str | None, Query(description="Bucket size, e.g. 1h (default: about 60 buckets).")
+    ] = None,
+) -> Response:
+    """Each served version's metrics on its labelled predictions, per time bucket."""
+    state = app_state(request)
+    labels = state.label_store()
+    if labels is None:
+        raise Unavailable(
+            "this server does not read labels",
+            hint="ask the server started by `modelport serve`, or run "
+            f"modelport performance {endpoint} --bucket 1d where the log lives",
+        )
+    body = await asyncio.to_thread(
+        performance_series,
+        state.client,
+        labels,
+        endpoint,
+        window,
+        bucket,
+        now=datetime.now(UTC),
+    )
+    return json_response({"environment": state.settings.env} | body)
+
+
+def stream_status(
+    client: Client, view: str, group: str | None, *, stale_after_s: float = STALE_READER_S
+) -> dict[str, Any]:
+    """A stream view's consumer group on its stream: backlog, the times its newest and
+    its last delivered events were added, and the processor's ``state``: ``reading``
+    (events wait, a consumer read in the last ``stale_after_s``), ``caught_up``,
+    ``stopped`` (events wait, nobody reads), ``not_started`` (no group) or
+    ``no_stream`` (no Redis stream configured)."""
+    from modelport.features.processor import stream_view
+    from modelport.features.streams import group_activity, group_backlog, stream_url
+    from modelport.registry.features import FeatureViewStore
+
+    settings = client.settings
+    source = stream_view(FeatureViewStore(client.registry.engine).get(view))
+    chosen = group or f"modelport.{view}"  # `modelport stream run`'s group for the view
+    body: dict[str, Any] = {"view": view, "stream": source.stream, "group": chosen}
+    url = stream_url(settings.online_store, settings.stream_url)
+    if url is None:
+        return body | {
+            "state": "no_stream",
+            "message": "no Redis stream is configured: events go to the server's in-process queue",
+        }
+    import redis
+
+    try:
+        backlog = group_backlog(url, source.stream, chosen)
+        newest, idle_s = group_activity(url, source.stream, chosen)
+    except redis.ConnectionError as exc:
+        raise Unavailable(
+            f"cannot reach the event stream at {url}: {exc}",
+            hint="check MODELPORT_STREAM_URL (or MODELPORT_ONLINE_STORE) and that Redis runs",
+        ) from None
+    body |= {"newest_event_at": _id_time(newest), "reader_idle_s": idle_s}
+    if backlog is None:
+        return body | {
+            "state": "not_started",
+            "message": f"stream processor not running: {source.stream} has no consumer "
+            f"group {chosen}",
+            "hint": f"start it: modelport stream run {view}",
+        }
+    body |= {
+        "lag": backlog.lag,
+        "pending": backlog.pending,
+        "length": backlog.length,
+        "consumers": backlog.consumers,
+        "last_delivered_at": _id_time(backlog.last_delivered),
+    }
+    behind = backlog.lag is None or backlog.lag > 0 or backlog.pending > 0
+    stale = idle_s is None or idle_s > stale_after_s
+    if behind and stale:
+        return body | {
+            "state": "stopped",
+            "message": "stream processor not running: events wait and no consumer of "
+            f"{chosen} has read" + ("" if idle_s is None else f" for {idle_s:.0f}s"),
+            "hint": f"start it: modelport stream run {view}",
+        }
+    return body | {"state": "reading" if behind else "caught_up"}
+
+
+def _id_time(stream_id: str | None) -> str | None:
+    """When a Redis stream entry was added: its id's milliseconds, as ISO time."""
+    if not stream_id or stream_id == "0-0":
+        return None
+    return datetime.fromtimestamp(int(stream_id.split("-")[0]) / 1000, UTC).isoformat()
+
+
+@router.get("/features/{view}/stream/status")
+async def feature_stream_status(
+    request: Request,
+    view: str,
+    group: Annotated[
+        str | None, Query(description="Consumer group (default: modelport.VIEW).")
+    ] = None,
+) -> Response:
+    """How far a stream view's processor is behind its stream, and whether it reads."""
+    client = app_state(request).client
+    return json_response(await asyncio.to_thread(stream_status, client, view, group))
