@@ -36,12 +36,6 @@ STORE_TIMEOUT_S = 30.0
 stream_app = typer.Typer(help="Event streams: feed stream views, publish events, show lag.")
 
 
-def default_group(view: str) -> str:
-    """The consumer group of a view when none is named: one per view, so two views on
-    one stream each see every event."""
-    return f"modelport.{view}"
-
-
 def predictor_group(endpoint: str) -> str:
     """The consumer group of ``stream predict`` when none is named: one per endpoint."""
     return f"modelport.predict.{endpoint}"
@@ -103,6 +97,7 @@ def _stream_views(c: Ctx, names: list[str], group: str | None) -> list[tuple[Any
     """(view, stream, group) for each named view; a clear error for one that is not a
     stream view, or two on one stream sharing a named group."""
     from modelport.features.processor import stream_view
+    from modelport.features.streams import default_group
     from modelport.registry.features import FeatureViewStore
 
     registry = FeatureViewStore(c.client.registry.engine)

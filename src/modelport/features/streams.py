@@ -88,6 +88,12 @@ class EventSource(Protocol):
 ENVELOPE = "json"
 
 
+def default_group(view: str) -> str:
+    """The consumer group of a view when none is named: one per view, so two views on
+    one stream each see every event."""
+    return f"modelport.{view}"
+
+
 def encode(fields: Mapping[str, Any]) -> dict[str, bytes]:
     """An event as `publish` puts it in a stream entry: one ``json`` field."""
     return {ENVELOPE: orjson.dumps(fields, option=orjson.OPT_NON_STR_KEYS)}

@@ -282,12 +282,12 @@ def stream_status(
     ``stopped`` (events wait, nobody reads), ``not_started`` (no group) or
     ``no_stream`` (no Redis stream configured)."""
     from modelport.features.processor import stream_view
-    from modelport.features.streams import group_activity, group_backlog, stream_url
+    from modelport.features.streams import default_group, group_activity, group_backlog, stream_url
     from modelport.registry.features import FeatureViewStore
 
     settings = client.settings
     source = stream_view(FeatureViewStore(client.registry.engine).get(view))
-    chosen = group or f"modelport.{view}"  # `modelport stream run`'s group for the view
+    chosen = group or default_group(view)  # `modelport stream run`'s group
     body: dict[str, Any] = {"view": view, "stream": source.stream, "group": chosen}
     url = stream_url(settings.online_store, settings.stream_url)
     if url is None:
