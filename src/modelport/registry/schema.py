@@ -297,3 +297,31 @@ precomputed_publications = sa.Table(
     sa.Column("published_by", sa.String(256), nullable=True),
     sa.Column("retired_namespace", sa.String(512), nullable=True),
 )
+
+# -- API keys: who may call the server, and what for ---------------------------------
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    # ``id`` is the key's public part (``mp_<id>_<secret>``), for lookup and revocation;
+    # only the SHA-256 of the whole key is kept, never the key itself. A name is held
+    # by one active key at a time (the partial unique index), so a revoked key's name
+    # can be given to its replacement.
+    sa.Column("id", sa.String(16), primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("token_sha256", sa.String(64), nullable=False, unique=True),
+    sa.Column("scopes", sa.JSON, nullable=False),
+    sa.Column("endpoints", sa.JSON, nullable=True),
+    sa.Column("rate_limit", sa.Float, nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_by", sa.String(256), nullable=True),
+    sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("revoked_by", sa.String(256), nullable=True),
+    sa.Index(
+        "ux_api_keys_active_name",
+        "name",
+        unique=True,
+        sqlite_where=sa.text("revoked_at IS NULL"),
+        postgresql_where=sa.text("revoked_at IS NULL"),
+    ),
+)

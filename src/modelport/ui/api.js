@@ -1,6 +1,8 @@
 // The server's JSON API, the one the CLI uses. Paths are relative to the page
 // (/ui/ -> /v1/...), so the dashboard works behind a proxy that adds a prefix.
 
+import { askForKey, keyHeaders } from "./auth.js";
+
 const ROOT = new URL("..", document.baseURI);
 
 /** An answer other than 2xx: the server's message and hint (see docs/serving.md). */
@@ -24,7 +26,7 @@ export function url(path, params = {}) {
 }
 
 async function call(method, path, { params, body, signal } = {}) {
-  const init = { method, signal, headers: { accept: "application/json" } };
+  const init = { method, signal, headers: { accept: "application/json", ...keyHeaders() } };
   if (body !== undefined) {
     init.body = JSON.stringify(body);
     init.headers["content-type"] = "application/json";
@@ -37,6 +39,7 @@ async function call(method, path, { params, body, signal } = {}) {
   } catch {
     data = { error: text.slice(0, 300) };
   }
+  if (reply.status === 401) askForKey(data);
   if (!reply.ok) throw new ApiError(reply.status, data, path);
   return data;
 }

@@ -14,6 +14,7 @@
 // mark "modelport:rendered" is placed (what bench/ui_bench.py and the tests wait for).
 
 import { get } from "./api.js";
+import { applyScopes } from "./auth.js";
 import { errorBox, h } from "./dom.js";
 import * as overview from "./overview.js";
 import * as endpoint from "./endpoint.js";
@@ -64,14 +65,6 @@ function setQuery(changes) {
   const text = next.toString();
   history.replaceState(null, "", `#${path}${text ? `?${text}` : ""}`);
   navigate();
-}
-
-// Navigation links of the pages index.html does not list.
-for (const [section, label] of [["features", "Features"], ["predictions", "Predictions"]]) {
-  const list = document.querySelector(".topbar nav ul");
-  if (!list.querySelector(`[data-nav="${section}"]`)) {
-    list.append(h("li", {}, h("a", { href: `#/${section}`, dataset: { nav: section } }, label)));
-  }
 }
 
 function markNav(name) {
@@ -167,6 +160,8 @@ matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => refr
 window.addEventListener("hashchange", navigate);
 schedule();
 navigate();
+// What this tab's API key may do (every action when the server asks for no key).
+get("/v1/auth/whoami").then(applyScopes, () => {});
 // The environment this server serves, for the top bar (pages that read /v1/endpoints
 // anyway keep it current).
 get("/v1/endpoints").then(

@@ -335,13 +335,13 @@ export function mount(root, ctx) {
         list.map((a) =>
           h(
             "button",
-            { type: "button", id: `action-${a.id}`, class: a.danger ? "danger" : "primary", dataset: { key: `action-${a.id}` }, onclick: () => act(a) },
+            { type: "button", id: `action-${a.id}`, class: a.danger ? "danger" : "primary", dataset: { key: `action-${a.id}`, scope: "admin" }, onclick: () => act(a) },
             `${a.label}…`,
           ),
         ),
       ),
       list.length ? null : h("p", {}, "Nothing to roll back to: this is the endpoint's first deployment, and no rollout is active."),
-      h("p", { class: "muted" }, "Each action asks first. This server has no sign-in yet: anyone who can open this page can use them, and the history records the server's user (MODELPORT_USER)."),
+      h("p", { class: "muted" }, "Each action asks first and, when the server asks for keys, needs one with the admin scope; the history records the server's user (MODELPORT_USER)."),
     );
   }
 
