@@ -210,6 +210,18 @@ class ServingSpec(_Strict):
     max_wait_ms: float = Field(
         default=0.0, ge=0, description="Longest a batch's first request waits for company."
     )
+    max_queue: int | None = Field(
+        default=None,
+        ge=1,
+        description="Most requests waiting for the model per worker; more are shed at once "
+        "(503, Retry-After: 1). Default: 16 x max_batch_size.",
+    )
+    max_rows_per_request: int | None = Field(
+        default=None,
+        ge=1,
+        description="Most rows in one request (413 above it); default: the server's "
+        "MODELPORT_MAX_ROWS_PER_REQUEST.",
+    )
 
     def options(self) -> ServingOptions:
         return ServingOptions(**self.model_dump())

@@ -241,13 +241,17 @@ class ServingOptions:
     ``runtime``: ``compiled`` serves the verified ONNX form (and fails to load without
     one), ``native`` the flavor's own library, ``auto`` the compiled form when the
     version has one. Batching coalesces concurrent requests into one model call of at
-    most ``max_batch_size`` rows, waiting at most ``max_wait_ms`` for company.
+    most ``max_batch_size`` rows, waiting at most ``max_wait_ms`` for company. At most
+    ``max_queue`` requests (default 16 x ``max_batch_size``) wait per worker; more are
+    shed. ``max_rows_per_request`` (default: the server's setting) caps one request.
     """
 
     runtime: RuntimeChoice = "auto"
     batching: bool = True
     max_batch_size: int = 64
     max_wait_ms: float = 0.0
+    max_queue: int | None = None
+    max_rows_per_request: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -255,6 +259,8 @@ class ServingOptions:
             "batching": self.batching,
             "max_batch_size": self.max_batch_size,
             "max_wait_ms": self.max_wait_ms,
+            "max_queue": self.max_queue,
+            "max_rows_per_request": self.max_rows_per_request,
         }
 
     @classmethod

@@ -14,6 +14,13 @@ first request arrived. A lone caller (concurrency 1) is run at once, without wai
 If a batched call fails, each of its requests is retried alone, so a bad row fails only
 its own request, with the same error it would get unbatched.
 
+The queue is bounded: with ``max_queue`` requests already waiting, a new one is refused
+at once with `Overloaded` (shed) rather than queued behind work it would wait seconds
+for; the time an admitted request waits stays bounded by the queue's length. A caller
+that is cancelled while queued (its deadline passed, its client left) leaves the queue
+then and there and never reaches the model; one whose batch already runs cannot be
+stopped (the model call runs in a thread), its answer is dropped.
+
     batcher = Batcher(runtime, BatchingConfig(max_batch_size=64), executor, name="m:1")
     prediction = await batcher.predict(columns)
     await batcher.close()
@@ -34,7 +41,13 @@ from typing import Protocol
 
 import numpy as np
 
-from modelport.errors import InvalidConfig, ModelportError, PredictionFailed, Unavailable
+from modelport.errors import (
+    InvalidConfig,
+    ModelportError,
+    Overloaded,
+    PredictionFailed,
+    Unavailable,
+)
 from modelport.runtimes.base import Prediction, Runtime
 from modelport.signature import Columns, Table
 
@@ -42,9 +55,18 @@ log = logging.getLogger(__name__)
 
 #: Model calls that recently took less than this run inline on the event loop.
 INLINE_BELOW_SECONDS = 0.0005
+#: ... and less than this in wall time: a model that waits (on I/O, a remote service,
+#: a sleep) costs little CPU but would stall the loop, health probes and shedding with it.
+INLINE_WALL_BELOW_SECONDS = 0.005
 
 #: The queue wait of a request that was never queued.
 _NO_WAIT = (0.0,)
+
+#: Requests that may wait per row of ``max_batch_size`` when ``max_queue`` is not set:
+#: sixteen full batches of single rows. A burst that many clients send at once is
+#: queued, not shed, while under sustained overload an admitted request waits for at
+#: most about sixteen model calls (bench/overload_bench.py measures the trade).
+QUEUE_BATCHES = 16
 
 
 class BatchObserver(Protocol):
@@ -65,12 +87,14 @@ class BatchingConfig:
 
     ``max_batch_size`` caps the rows of one model call (a single larger request runs
     alone, never split); ``max_wait_ms`` caps how long a batch's first request may wait
-    for company.
+    for company; ``max_queue`` caps the requests waiting (or, unbatched, waiting and
+    running), default ``QUEUE_BATCHES`` (16) x ``max_batch_size``.
     """
 
     max_batch_size: int = 64
     max_wait_ms: float = 0.0
     enabled: bool = True
+    max_queue: int | None = None
 
     def __post_init__(self) -> None:
         if self.max_batch_size < 1:
@@ -80,6 +104,16 @@ class BatchingConfig:
             )
         if self.max_wait_ms < 0:
             raise InvalidConfig(f"max_wait_ms must not be negative, got {self.max_wait_ms}")
+        if self.max_queue is not None and self.max_queue < 1:
+            raise InvalidConfig(
+                f"max_queue must be at least 1, got {self.max_queue}",
+                hint="leave it out for the default of 16 x max_batch_size",
+            )
+
+    @property
+    def queue_limit(self) -> int:
+        """Most requests that may wait: ``max_queue``, else its default."""
+        return self.max_queue or QUEUE_BATCHES * self.max_batch_size
 
 
 @dataclass
@@ -96,6 +130,8 @@ class BatchStats:
     last_batch_size: int = 0
     queue_wait_seconds_total: float = 0.0
     fallbacks: int = 0
+    #: requests refused because the queue was full
+    shed: int = 0
     size_histogram: dict[int, int] = field(default_factory=dict)
 
     def record(self, rows: int, requests: int, queue_wait: float) -> None:
@@ -141,6 +177,8 @@ class Batcher:
         self._executor = executor
         self._stats = BatchStats()
         self._pending: deque[_Request] = deque()
+        self._queue_limit = config.queue_limit
+        self._alone = 0  # unbatched calls waiting or running
         self._wakeup = asyncio.Event()
         self._collector: asyncio.Task[None] | None = None
         self._running: asyncio.Task[None] | None = None
@@ -149,6 +187,7 @@ class Batcher:
         # Recent model-call CPU time (moving average); calls this short run on the event
         # loop itself, since handing them to a thread costs more than the call.
         self._model_seconds = float("inf")
+        self._wall_seconds = float("inf")
         self._calls = 0
         # A runtime on one thread is judged by that thread's CPU time, one with a pool
         # of its own by the wall time (its calling thread mostly waits).
@@ -159,13 +198,36 @@ class Batcher:
         """A snapshot of the running totals."""
         return replace(self._stats, size_histogram=dict(self._stats.size_histogram))
 
+    @property
+    def full(self) -> bool:
+        """Whether a request arriving now would be shed."""
+        return len(self._pending) >= self._queue_limit or self._alone >= self._queue_limit
+
+    def overloaded(self) -> Overloaded:
+        """The error a shed request gets."""
+        return Overloaded(
+            f"{self.name or 'the model'} has {self._queue_limit} requests waiting already "
+            "(its queue is full on this worker)",
+            hint="retry after a moment; for more capacity add workers or replicas, or raise "
+            "serving.max_queue (longer waits) or serving.max_batch_size",
+        )
+
     async def predict(self, columns: Columns) -> Prediction:
-        """Predict ``columns``, batched with other callers'; returns only these rows."""
+        """Predict ``columns``, batched with other callers'; returns only these rows.
+
+        Raises `Overloaded` at once when the queue is full."""
         if self._closed:
             raise Unavailable(f"the batcher for {self.name or 'this model'} is closed")
+        if self.full:
+            self._stats.shed += 1
+            raise self.overloaded()
         if not self.config.enabled or not columns:
             self._stats.record(_rows(columns), 1, 0.0)
-            return await self._call_alone(columns, _NO_WAIT)
+            self._alone += 1
+            try:
+                return await self._call_alone(columns, _NO_WAIT)
+            finally:
+                self._alone -= 1
         rows = _rows(columns)
         if rows >= self.config.max_batch_size and self._idle_and_cheap():
             return self._call_now(columns, rows)
@@ -177,12 +239,26 @@ class Batcher:
         if self.observer is not None:
             self.observer.queued(1)
         self._wakeup.set()
-        return await request.future
+        try:
+            return await request.future
+        except asyncio.CancelledError:
+            self._forget(request)
+            raise
+
+    def _forget(self, request: _Request) -> None:
+        """Take a cancelled caller's request out of the queue, if it is still there (a
+        deque's remove is linear, and the queue is at most ``max_queue`` long)."""
+        request.future.cancel()
+        try:
+            self._pending.remove(request)
+        except ValueError:
+            return  # taken into a batch already: the batch skips or drops it
+        self._left_queue(1)
 
     def _idle_and_cheap(self) -> bool:
         """Nothing queued or running, and model calls short enough for the event loop."""
         running = self._running is not None and not self._running.done()
-        return not self._pending and not running and self._model_seconds < INLINE_BELOW_SECONDS
+        return not self._pending and not running and self._inline
 
     def _call_now(self, columns: Columns, rows: int) -> Prediction:
         """A request that fills a batch by itself: no company to wait for, no queue."""
@@ -297,7 +373,7 @@ class Batcher:
         self._stats.record(rows, len(live), sum(waits))
         parts = [r.columns for r in live]
         try:
-            if self._model_seconds < INLINE_BELOW_SECONDS:
+            if self._inline:
                 predictions = self._call_batch(parts, rows, waits)  # cheaper than a thread hop
             else:
                 predictions = await loop.run_in_executor(
@@ -344,8 +420,9 @@ class Batcher:
         cost = cpu if self._single_threaded else seconds
         if self._calls:
             self._model_seconds += (cost - self._model_seconds) * 0.2
+            self._wall_seconds += (seconds - self._wall_seconds) * 0.2
         else:
-            self._model_seconds = cost
+            self._model_seconds, self._wall_seconds = cost, seconds
         self._calls += 1
         if self.observer is not None:
             self.observer.batch(rows, waits, seconds)
@@ -363,6 +440,14 @@ class Batcher:
         except Exception as exc:
             raise self._failure(exc) from exc
         return parts[0]
+
+    @property
+    def _inline(self) -> bool:
+        """Whether model calls are short enough, in CPU and wall time, for the loop."""
+        return (
+            self._model_seconds < INLINE_BELOW_SECONDS
+            and self._wall_seconds < INLINE_WALL_BELOW_SECONDS
+        )
 
     def _failure(self, exc: Exception) -> ModelportError:
         """A ModelportError as it is; anything else as PredictionFailed with its message."""

@@ -30,6 +30,7 @@ from modelport.serving.dataplane import DataPlane
 from modelport.serving.fastpath import FastPath
 from modelport.serving.metrics import ServingMetrics, forget_dead_workers
 from modelport.serving.pool import ModelPool
+from modelport.settings import Settings
 from modelport.signature import Columns
 from tests.unit.serving.conftest import ROW
 
@@ -170,9 +171,13 @@ class HeldPlane:
     """A data plane whose predictions wait until the test lets them fail."""
 
     def __init__(self) -> None:
+        self.settings = Settings()
         self.endpoints = {"held": object()}
         self.entered = asyncio.Event()
         self.release = asyncio.Event()
+
+    def admit(self, endpoint: str) -> None:
+        """Every request is admitted: no queue is full."""
 
     async def predict(
         self, endpoint: str, raw: Any, *, version: Any = None, header: Any = None
