@@ -127,3 +127,43 @@ def running_mailbox() -> Iterator[Mailbox]:
         yield box
     finally:
         controller.stop()
+
+
+@dataclass
+class HangingReceiver:
+    """Accepts connections and reads what comes, never answers: a receiver that hangs."""
+
+    url: str = ""
+    connections: int = 0
+
+
+@contextmanager
+def running_hanging() -> Iterator[HangingReceiver]:
+    receiver = HangingReceiver()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    listener.settimeout(0.05)
+    receiver.url = f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            receiver.connections += 1
+            held.append(conn)  # kept open, never read from nor answered
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield receiver
+    finally:
+        stop.set()
+        thread.join()
+        for conn in held:
+            conn.close()
+        listener.close()

@@ -13,6 +13,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from modelport.client import Client
+from modelport.serving.supervisor import WATCH_NICENESS
 from tests.integration.conftest import LiveServer
 
 ROW = {"a": 0.5, "b": -1.0, "c": 0.2, "d": 1.0}
@@ -20,6 +21,10 @@ ROW = {"a": 0.5, "b": -1.0, "c": 0.2, "d": 1.0}
 
 def children_of(pid: int) -> set[int]:
     return {int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+
+
+def niceness(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[16])
 
 
 def listening_inode(port: int) -> str:
@@ -111,6 +116,8 @@ def test_the_watch_loops_run_in_a_process_of_their_own_and_it_is_replaced(
         time.sleep(0.2)
     assert len(watch) == 1, "no watch process beside the two workers"
     (watcher,) = watch
+    # it yields the CPU to the workers: its niceness is above theirs
+    assert niceness(watcher) == niceness(next(iter(workers))) + WATCH_NICENESS
     os.kill(watcher, signal.SIGKILL)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -6,6 +6,12 @@ Slack incoming webhook, PagerDuty's Events API v2, email over SMTP, and the log.
 `deliver` retries a failing receiver with exponential backoff and reports every
 attempt, so the engine can record it; it runs on the engine's worker threads, far
 from the request path, which is why plain blocking I/O with timeouts is right here.
+Every attempt is bounded by its receiver's ``timeout``, and each receiver (a name and
+its destination) has a circuit breaker (`ReceiverBreakers`, `modelport.breaker`): after
+`RECEIVER_FAILURES` deliveries in a row failed (timeouts, refused connections, 5xx) its
+deliveries, and the retries of those under way, fail at once for `RECEIVER_RESET_S`;
+so a receiver that hangs holds the engine's threads for one timeout, not for every
+retry of every notification, and the other receivers are not kept waiting behind it.
 
 What a message says is in `modelport.alerting.render`.
 
@@ -23,6 +29,7 @@ import logging
 import os
 import smtplib
 import ssl
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -56,6 +63,7 @@ from modelport.alerting.routing import (
     SlackConfig,
     WebhookConfig,
 )
+from modelport.breaker import CircuitBreaker
 from modelport.errors import DeliveryError
 
 log = logging.getLogger("modelport.alerting")
@@ -65,6 +73,44 @@ ZERO_TIME = "0001-01-01T00:00:00Z"
 
 #: How many items of each diagnosis list a message shows.
 TOP = 5
+#: A receiver whose deliveries failed this many times in a row is skipped (its circuit
+#: opens) ...
+RECEIVER_FAILURES = 3
+#: ... for this long; then one attempt tries it again.
+RECEIVER_RESET_S = 30.0
+
+
+class ReceiverBreakers:
+    """A circuit breaker per receiver (its name and where it sends), shared by every
+    delivery in this process."""
+
+    def __init__(
+        self, failure_threshold: int = RECEIVER_FAILURES, reset_timeout_s: float = RECEIVER_RESET_S
+    ) -> None:
+        self.failure_threshold, self.reset_timeout_s = failure_threshold, reset_timeout_s
+        self._breakers: dict[str, CircuitBreaker] = {}
+        self._lock = threading.Lock()
+
+    def get(self, receiver: str) -> CircuitBreaker:
+        with self._lock:
+            breaker = self._breakers.get(receiver)
+            if breaker is None:
+                breaker = self._breakers[receiver] = CircuitBreaker(
+                    f"alert receiver {receiver!r}",
+                    failure_threshold=self.failure_threshold,
+                    reset_timeout_s=self.reset_timeout_s,
+                    hint=f"check the receiver {receiver!r} in the watch config; deliveries "
+                    "to it resume by themselves once one attempt succeeds",
+                )
+            return breaker
+
+    def states(self) -> dict[str, str]:
+        with self._lock:
+            return {name: b.state for name, b in self._breakers.items()}
+
+
+#: The breakers `deliver` uses unless given others.
+RECEIVERS = ReceiverBreakers()
 
 
 class Notifier(Protocol):
@@ -103,20 +149,25 @@ def deliver(
     max_backoff_s: float = 30.0,
     on_attempt: Callable[[DeliveryAttempt], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    breakers: ReceiverBreakers = RECEIVERS,
 ) -> bool:
     """Send ``notification``, retrying failures; True once it is delivered.
 
     Waits ``backoff_s``, then twice that, and so on up to ``max_backoff_s`` between
     attempts (longer when the receiver asks with Retry-After), and stops early on a
-    failure retrying cannot fix. ``on_attempt`` sees every attempt.
+    failure retrying cannot fix. ``on_attempt`` sees every attempt. While the
+    receiver's breaker (in ``breakers``) is open, an attempt fails at once, unretried.
 
     Example::
 
         delivered = deliver(notifier, notification, on_attempt=attempts.append)
     """
+    breaker = breakers.get(f"{notifier.name} {destination(notifier)}".strip())
+    counted = False
     for number in range(1, max(attempts, 1) + 1):
         started, clock = datetime.now(UTC), time.perf_counter()
-        failure = _try(notifier, notification)
+        failure = _try_guarded(breaker, notifier, notification, counted=counted)
+        counted = counted or failure is not None
         will_retry = failure is not None and failure.retryable and number < attempts
         _report(
             on_attempt,
@@ -147,6 +198,36 @@ def deliver(
         delay = backoff_s * 2 ** (number - 1)
         sleep(min(max_backoff_s, max(delay, failure.retry_after or 0.0)))
     return False
+
+
+def _try_guarded(
+    breaker: CircuitBreaker, notifier: Notifier, notification: Notification, *, counted: bool
+) -> DeliveryError | None:
+    """One attempt through the receiver's breaker: refused while it is open. A failure
+    retrying could fix (timeout, refused, 5xx) counts against the receiver once per
+    delivery (``counted``: this delivery's already did), and always when it was the
+    half-open trial; any answer counts for it."""
+    if not breaker.allow():
+        return DeliveryError(str(breaker.rejection()), retryable=False)
+    failure = _try(notifier, notification)
+    if failure is None or not failure.retryable:
+        breaker.success()
+    elif not counted or breaker.state != "closed":
+        breaker.failure(failure)
+    else:
+        breaker.release()
+    return failure
+
+
+def destination(notifier: Notifier) -> str:
+    """Where ``notifier`` sends (a URL, an SMTP server), or "" for the log and others."""
+    if isinstance(notifier, WebhookNotifier | PagerDutyNotifier):
+        return str(notifier.config.url)
+    if isinstance(notifier, SlackNotifier):
+        return str(notifier.config.url or f"${notifier.config.url_env}")
+    if isinstance(notifier, EmailNotifier):
+        return f"smtp://{notifier.config.smtp_host}:{notifier.config.smtp_port}"
+    return ""
 
 
 def _try(notifier: Notifier, notification: Notification) -> DeliveryError | None:

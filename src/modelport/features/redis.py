@@ -15,9 +15,12 @@ one MGET for every row and one script call that HGETALLs every state and answers
 JSON text (a state has hundreds of fields: parsing them as separate replies in Python
 cost 4x the time). Sockets time out after ``timeout_s`` and nothing is retried on the
 way, so an unreachable Redis costs a call at most about that long and raises
-`modelport.errors.Unavailable`; the next call connects again. The scripts touch keys
-they are not passed (ids and states named in their arguments): a single Redis, not a
-cluster.
+`modelport.errors.Unavailable`; the next call connects again. A server gives its
+store a circuit breaker (`use_breaker`, `modelport.breaker`): after three such failures
+in a row calls fail at once, without a timeout each, and one call every two seconds
+tries Redis again.
+The scripts touch keys they are not passed (ids and states named in their
+arguments): a single Redis, not a cluster.
 
 Example::
 
@@ -43,6 +46,7 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from modelport.breaker import CircuitBreaker, Observer
 from modelport.errors import Unavailable
 from modelport.features.aggregates import State
 from modelport.features.online import DEDUPE_TTL_S, Event, Found, Lookup, Row, json_default
@@ -249,6 +253,7 @@ return cjson.encode(out)
 #: Redis errors that mean "not reachable now" (a refused or dropped connection, a
 #: timeout, a server still loading its data); others are bugs and propagate.
 _DOWN = (redis.ConnectionError, redis.TimeoutError, OSError)
+_EFFECT = "predictions that need features fail until it is back"
 _TEXT_PARTS = frozenset({"l", "d"})
 _CONVERTERS: dict[str, Callable[[str], Any]] = {}
 _MAX_CONVERTERS = 100_000
@@ -269,9 +274,13 @@ def redact(url: str) -> str:
 class RedisStore:
     """The online store in Redis (see the module docstring)."""
 
-    def __init__(self, url: str, timeout_s: float = 0.25) -> None:
+    def __init__(
+        self, url: str, timeout_s: float = 0.25, *, breaker: CircuitBreaker | None = None
+    ) -> None:
         self.url = url
         self.timeout_s = timeout_s
+        #: fails calls fast while Redis is down (None: every call tries Redis)
+        self.breaker = breaker
         self._client = redis.Redis.from_url(
             url,
             socket_timeout=timeout_s,
@@ -286,15 +295,50 @@ class RedisStore:
 
     @contextmanager
     def _reaching(self) -> Iterator[None]:
+        """One call to Redis: refused at once while the breaker is open, its outcome
+        reported to the breaker, an outage raised as `Unavailable` naming the URL."""
+        breaker = self.breaker
+        if breaker is None:
+            with self._reporting():
+                yield
+            return
+        breaker.check()
+        try:
+            with self._reporting():
+                yield
+        except Unavailable as exc:
+            breaker.failure(exc.__cause__ or exc)
+            raise
+        except Exception:
+            breaker.success()  # Redis answered; the error is the call's own
+            raise
+        except BaseException:  # cancelled: says nothing about Redis
+            breaker.release()
+            raise
+        breaker.success()
+
+    @contextmanager
+    def _reporting(self) -> Iterator[None]:
         try:
             yield
         except _DOWN as exc:
             where = redact(self.url)
             raise Unavailable(
-                f"the Redis online store at {where} is unreachable ({exc}); predictions "
-                "that need features fail until it is back",
+                f"the Redis online store at {where} is unreachable ({exc}); {_EFFECT}",
                 hint=f"check it with: redis-cli -u {where} ping",
             ) from exc
+
+    def use_breaker(self, observer: Observer | None = None) -> CircuitBreaker:
+        """Fail fast while Redis is down (a server's store: requests must not each wait
+        ``timeout_s``); ``observer`` hears the breaker change state."""
+        where = redact(self.url)
+        self.breaker = CircuitBreaker(
+            f"the Redis online store at {where}",
+            effect=_EFFECT,
+            hint=f"check it with: redis-cli -u {where} ping",
+            observer=observer,
+        )
+        return self.breaker
 
     @staticmethod
     def _prefix(view: str) -> str:

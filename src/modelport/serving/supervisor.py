@@ -13,8 +13,10 @@ busy log never takes the GIL or the memory of a process answering requests.
 
 The parent starts no thread and no event loop, before forking or after: it replaces a
 worker (or the watch process) that dies, clearing its live metrics, and passes SIGTERM
-and SIGINT on; the workers finish their requests (uvicorn's graceful shutdown) before
-it exits.
+and SIGINT on at once. Then it closes its own copy of the listening socket (so the
+port refuses connections once the workers close theirs), replaces no one, and waits:
+each worker drains and finishes its requests (`modelport.serving.server`), and one
+still running ``shutdown_grace_seconds`` after the signal is killed.
 
 Example::
 
@@ -49,9 +51,6 @@ PRELOAD = (
     "httptools",
     "modelport.serving.app",
 )
-#: Seconds the workers get to finish their requests after SIGTERM (uvicorn's graceful
-#: shutdown), plus this much, before they are killed.
-GRACE_SECONDS = 10
 #: How often the parent looks for dead workers and signals.
 POLL_SECONDS = 0.2
 #: A worker that dies sooner than this after its start counts as failing to start...
@@ -60,6 +59,10 @@ QUICK_DEATH_SECONDS = 10.0
 MAX_RESTART_DELAY = 30.0
 #: The slot of the watch process (workers have 0..N-1).
 WATCH_SLOT = -1
+#: How much the watch process yields the CPU to the workers when both want it: a
+#: drift report over a window of the log is work that can wait a little, a request is
+#: not. (Alert and rollout ticks take milliseconds; they keep their pace.)
+WATCH_NICENESS = 10
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -94,6 +97,8 @@ class Supervisor:
         self._failures: dict[int, int] = {}  # slot -> quick deaths in a row
         self._due: dict[int, float] = {}  # slot -> when to fork its next worker
         self._stopping = False
+        self._signalled_at = 0.0
+        self._terminated: set[int] = set()
 
     def run(self) -> None:
         if not logging.getLogger().handlers:
@@ -109,7 +114,8 @@ class Supervisor:
             if settings_watch(self.settings):
                 self._fork(sock, WATCH_SLOT)
             log.info(
-                "serving on http://%s:%d with %d workers",
+                "serving on %s://%s:%d with %d workers",
+                "https" if self.settings.tls_certfile else "http",
                 self.settings.host,
                 self.settings.port,
                 self.workers,
@@ -118,14 +124,25 @@ class Supervisor:
                 self._reap()
                 self._restart(sock)
                 time.sleep(POLL_SECONDS)
-            self._shutdown()
+            self._shutdown(sock)
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
             sock.close()
 
     def _stop(self, signum: int, _frame: FrameType | None) -> None:
+        if self._stopping:
+            return
         self._stopping = True
+        self._signalled_at = time.monotonic()
+        for pid in list(self.children):  # at once: each worker's drain starts now
+            self._terminate(pid)
+
+    def _terminate(self, pid: int) -> None:
+        """SIGTERM once: a second one would cut a worker's drain short."""
+        if pid not in self._terminated:
+            self._terminated.add(pid)
+            _signal(pid, signal.SIGTERM)
 
     def _fork(self, sock: socket.socket, slot: int) -> None:
         pid = os.fork()
@@ -179,10 +196,17 @@ class Supervisor:
                 del self._due[slot]
                 self._fork(sock, slot)
 
-    def _shutdown(self) -> None:
-        for pid in self.children:
-            _signal(pid, signal.SIGTERM)
-        deadline = time.monotonic() + GRACE_SECONDS + 5
+    def _shutdown(self, sock: socket.socket) -> None:
+        sock.close()  # the workers hold their own copies until they stop accepting
+        self._due.clear()
+        for pid in list(self.children):  # one forked just as the signal came
+            self._terminate(pid)
+        log.info(
+            "stopping %d processes (at most %g s)",
+            len(self.children),
+            self.settings.shutdown_grace_seconds,
+        )
+        deadline = self._signalled_at + self.settings.shutdown_grace_seconds
         while self.children and time.monotonic() < deadline:
             pid, _ = os.waitpid(-1, os.WNOHANG)
             if pid == 0:
@@ -200,19 +224,9 @@ class Supervisor:
 
 def run_worker(sock: socket.socket, settings: Settings, log_level: str) -> None:
     """One worker: its own app and models, serving on the inherited socket."""
-    import uvicorn
+    from modelport.serving.server import serve_app
 
-    from modelport.serving.app import create_app
-
-    config = uvicorn.Config(
-        create_app(settings),
-        log_level=log_level,
-        access_log=False,
-        http="httptools",
-        loop="uvloop",
-        timeout_graceful_shutdown=GRACE_SECONDS,
-    )
-    uvicorn.Server(config).run(sockets=[sock])
+    serve_app(settings, log_level, sockets=[sock])
 
 
 def settings_watch(settings: Settings) -> bool:
@@ -234,6 +248,8 @@ def run_watch(settings: Settings) -> None:
     from modelport.client import Client
     from modelport.serving.metrics import ServingMetrics
     from modelport.serving.watcher import Watcher
+
+    os.nice(WATCH_NICENESS)
 
     async def watch() -> None:
         stop = asyncio.Event()

@@ -114,7 +114,10 @@ class Watcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         for lease in (self.lease, self.rollout_lease, self.batch_lease):
-            await asyncio.to_thread(self.watch.release_lease, lease, self.holder)
+            try:
+                await asyncio.to_thread(self.watch.release_lease, lease, self.holder)
+            except Exception as exc:  # registry away: the lease runs out by itself
+                log.warning("could not release the %s lease (%s); it expires by itself", lease, exc)
         if "engine" in self.__dict__:  # built only by a process that held the lease
             await asyncio.to_thread(self.engine.close)
 

@@ -4,6 +4,14 @@
 model it serves. The bodies are handled in `modelport.serving.inference_protocol`;
 ``infer`` itself is answered by the fast path (`modelport.serving.fastpath`), and the
 route here documents it and serves it when the app runs without that layer.
+
+The health probes answer at ``/v2/health/*`` (the protocol's) and at ``/health/*``
+(`health`, for Kubernetes): liveness is 200 while the process runs its event loop;
+readiness is 503 until the deployments are read and loaded and again from SIGTERM on
+(``"draining": true``), and lists the dependencies' circuit breakers
+(`modelport.breaker`), none of which makes it false: a server with a dependency away
+still serves what does not need it, and taking every replica out of the load balancer
+for a shared outage would turn a partial outage into a full one.
 """
 
 from __future__ import annotations
@@ -21,6 +29,8 @@ from modelport.serving.inference_protocol import HEADER_LENGTH, model_metadata
 from modelport.serving.state import app_state
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol"])
+#: The same probes without the protocol's prefix (``/health/live``, ``/health/ready``).
+health = APIRouter(prefix="/health", tags=["health"])
 
 
 @router.get("")
@@ -29,14 +39,26 @@ async def server_metadata() -> Response:
 
 
 @router.get("/health/live")
+@health.get("/live")
 async def live() -> Response:
+    """200 while the process serves; a liveness probe restarts it otherwise."""
     return json_response({"live": True})
 
 
 @router.get("/health/ready")
+@health.get("/ready")
 async def ready(request: Request) -> Response:
-    is_ready = app_state(request).plane.is_ready()
-    return json_response({"ready": is_ready}, 200 if is_ready else 503)
+    """200 when this server should get traffic; 503 while starting or draining."""
+    plane = app_state(request).plane
+    is_ready = plane.is_ready()
+    body: dict[str, Any] = {
+        "ready": is_ready,
+        "draining": plane.draining,
+        "dependencies": {b.name: b.describe() for b in plane.breakers()},
+    }
+    if plane.draining:
+        body["reason"] = "shutting down: draining, then finishing the requests in flight"
+    return json_response(body, 200 if is_ready else 503)
 
 
 @router.get("/models/{name}")
