@@ -50,6 +50,7 @@ from modelport.monitoring.comparison import (
 from modelport.monitoring.logstore import LogStore, quote
 from modelport.monitoring.records import OK, input_column, output_column
 from modelport.runtimes.base import Prediction, prediction_failed
+from modelport.safepaths import check_url
 from modelport.signature import Columns, Table
 
 if TYPE_CHECKING:
@@ -125,15 +126,21 @@ def replay(
     url: str | None = None,
     batch_rows: int = BATCH_ROWS,
     http: HttpSession | None = None,
+    api_key: str | None = None,
 ) -> ReplayReport:
     """Replay the last ``limit`` answered requests ``source`` logged for ``endpoint`` in
     the last ``window`` (``1h``, or seconds) against ``target``'s deployment.
 
     ``url``: send them to the server there instead of predicting in process (``http``:
-    the HTTP client to use, e.g. a test client). Raises `NotFound` when ``target`` does
+    the HTTP client to use, e.g. a test client; ``api_key``: the key sent to a server
+    that asks for one, a predict key for the endpoint). Raises `NotFound` when ``target`` does
     not deploy the endpoint or nothing was logged in the window, `SignatureMismatch`
     naming the column when the target's signature rejects the logged inputs.
     """
+    if url is not None and http is None:
+        # Link-local and metadata addresses are never replayed to; loopback is the
+        # usual target of a replay from the command line.
+        check_url(url, allow_private=True, what="replay URL")
     seconds = parse_duration(window)
     if not 0 < limit <= MAX_ROWS:
         raise InvalidInput(f"limit must be 1..{MAX_ROWS} rows, not {limit}")
@@ -157,7 +164,9 @@ def replay(
         outputs, times = _in_process(client, deployment, version, columns, batch_rows)
         answered_by = version.uri
     else:
-        outputs, times, answered_by = _over_http(url, endpoint, version, logged, batch_rows, http)
+        outputs, times, answered_by = _over_http(
+            url, endpoint, version, logged, batch_rows, http, api_key
+        )
     live = logged[[c for c in ["latency_s", *OUTPUT_COLUMNS] if c in logged.columns]]
     candidate = _outputs_frame(outputs, len(logged))
     batch_times = np.asarray(times, dtype=np.float64)
@@ -298,6 +307,7 @@ def _over_http(
     logged: pd.DataFrame,
     batch_rows: int,
     http: HttpSession | None,
+    api_key: str | None = None,
 ) -> tuple[list[dict[str, np.ndarray]], list[float], str]:
     """POST every batch as ``dataframe_split`` JSON to the server at ``url``."""
     import httpx
@@ -307,6 +317,9 @@ def _over_http(
     frame = logged[[input_column(n) for n in names]]
     primary = version.signature.outputs[0].name if version.signature.outputs else None
     address = f"{url.rstrip('/')}/v1/endpoints/{endpoint}/predict"
+    headers = {"content-type": "application/json"}
+    if api_key:
+        headers["authorization"] = f"Bearer {api_key}"
     own: httpx.Client | None = None
     if http is None:
         http = own = httpx.Client(timeout=HTTP_TIMEOUT_S)
@@ -322,9 +335,7 @@ def _over_http(
             )
             started = time.perf_counter()
             try:
-                response = http.post(
-                    address, content=body, headers={"content-type": "application/json"}
-                )
+                response = http.post(address, content=body, headers=headers)
             except httpx.HTTPError as exc:
                 raise Unavailable(
                     f"could not reach {address}: {exc}",

@@ -210,7 +210,7 @@ class Signature:
             return None
         try:
             columns = [np.asarray(raw[name]) for name in self.column_names]
-        except KeyError:
+        except (KeyError, ValueError):  # ValueError: lists nested unevenly; coerce says where
             return None
         if any(c.ndim != 1 or c.dtype.kind not in "fiu" for c in columns):
             return None

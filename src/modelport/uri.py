@@ -1,7 +1,9 @@
 """Model URIs, as MLflow writes them: ``models:/fraud/3``, ``models:/fraud@champion``.
 
 ``models:/fraud/latest`` names the newest version. A bare ``fraud/3`` or
-``fraud@champion`` is accepted wherever a URI is.
+``fraud@champion`` is accepted wherever a URI is. Names are letters, digits, ``_``,
+``-`` and ``.`` (never ``..``, NUL or another control character), so a name is also
+safe as one path component.
 """
 
 from __future__ import annotations
@@ -32,14 +34,27 @@ class ModelRef:
         return f"models:/{self.name}/{self.version if self.version is not None else 'latest'}"
 
 
+def _odd(text: str) -> str | None:
+    """Why ``text`` can never be a name or URI, whatever its shape: None if it can."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        return "it contains a NUL or control character"
+    if ".." in text:
+        return "it contains '..'"
+    return None
+
+
 def parse_model_uri(uri: str) -> ModelRef:
     """Parse ``models:/name/3``, ``models:/name@alias`` or ``models:/name/latest``."""
-    match = _URI.match(uri.strip())
+    hint = "use models:/NAME/VERSION, models:/NAME@ALIAS or models:/NAME/latest"
+    if not isinstance(uri, str):
+        raise InvalidInput(f"a model URI must be a string, not {type(uri).__name__}", hint=hint)
+    text = uri.strip(" ")
+    odd = _odd(text)
+    if odd:
+        raise InvalidInput(f"invalid model URI {uri!r}: {odd}", hint=hint)
+    match = _URI.fullmatch(text)
     if not match:
-        raise InvalidInput(
-            f"invalid model URI {uri!r}",
-            hint="use models:/NAME/VERSION, models:/NAME@ALIAS or models:/NAME/latest",
-        )
+        raise InvalidInput(f"invalid model URI {uri!r}", hint=hint)
     version = match["version"]
     return ModelRef(
         name=match["name"],
@@ -50,9 +65,10 @@ def parse_model_uri(uri: str) -> ModelRef:
 
 def check_name(kind: str, name: str) -> str:
     """Validate a model, alias, endpoint or environment name."""
-    if not NAME_PATTERN.match(name):
+    odd = _odd(name) if isinstance(name, str) else "it is not a string"
+    if odd or not NAME_PATTERN.fullmatch(name):
         raise InvalidInput(
-            f"invalid {kind} name {name!r}",
+            f"invalid {kind} name {name!r}" + (f": {odd}" if odd else ""),
             hint="use letters, digits, '_', '-' and '.', starting with a letter or digit "
             "(at most 128 characters)",
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -194,3 +195,20 @@ def test_http_shadow_report_and_replay(two: Client) -> None:
         assert over_http.comparison.disagreement == 0.0
         assert over_http.comparison.probability_mad is not None
         assert over_http.comparison.probability_mad < 1e-9
+
+        # A server that asks for keys gets the one given, on every batch.
+        keyed = KeyedSession(server)
+        replay(two, "clf", target="production", url="http://testserver", http=keyed, api_key="k1")
+        assert keyed.seen and set(keyed.seen) == {"Bearer k1"}
+
+
+class KeyedSession:
+    """An HTTP session that notes the authorization header of each request."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.seen: list[str | None] = []
+
+    def post(self, url: str, *, content: bytes, headers: dict[str, str]) -> Any:
+        self.seen.append(headers.get("authorization"))
+        return self.inner.post(url, content=content, headers=headers)

@@ -39,6 +39,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from modelport.errors import InvalidInput, NotFound
+from modelport.safepaths import check_url
 
 Format = Literal["parquet", "csv"]
 
@@ -81,6 +82,7 @@ def filesystem(url: str) -> tuple[pafs.FileSystem, str]:
         return pafs.LocalFileSystem(), str(Path(url).expanduser().resolve())
     if url.startswith("file://"):
         return pafs.LocalFileSystem(), url[len("file://") :]
+    check_url(url, allow_private=True, what="batch location")  # never link-local/metadata
     try:
         import fsspec
     except ImportError:

@@ -105,6 +105,13 @@ def replay(
         str | None,
         typer.Option(help="Send them to the server at URL instead of predicting in process."),
     ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MODELPORT_API_KEY",
+            help="Key sent with --url to a server that asks for one (a predict key).",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Replay requests logged in one environment against another's deployment, and
@@ -122,6 +129,7 @@ def replay(
             window=window,
             limit=limit,
             url=url,
+            api_key=api_key,
         ).to_dict()
 
     def render() -> None:

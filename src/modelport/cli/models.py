@@ -169,3 +169,30 @@ def alias_delete(ctx: typer.Context, name: str, alias: str) -> None:
         {"model": name, "alias": alias, "deleted": True},
         lambda: out.print(f"deleted {name}@{alias}"),
     )
+
+
+@models_app.command("trust")
+def models_trust(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Model name, e.g. fraud.")],
+    version: Annotated[int, typer.Argument(help="Version number.")],
+    revoke: Annotated[
+        bool, typer.Option(help="Withdraw trust: the version no longer loads.")
+    ] = False,
+) -> None:
+    """Accept that loading VERSION of NAME runs code (pickle, custom model); recorded
+    with who and when. The artifact's SHA-256 is checked first."""
+    from modelport.client import TRUSTED_AT_TAG
+
+    c: Ctx = ctx.obj
+    with handled():
+        mv = c.client.trust_version(f"models:/{name}/{version}", revoke=revoke)
+    emit(
+        c,
+        mv.to_dict(),
+        lambda: out.print(
+            f"{mv.uri} is no longer trusted"
+            if revoke
+            else f"{mv.uri} trusted by {mv.trusted_by} at {mv.tags.get(TRUSTED_AT_TAG)}"
+        ),
+    )

@@ -21,7 +21,7 @@ import importlib.util
 import sys
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -35,9 +35,6 @@ from modelport.runtimes.base import (
     prediction_failed,
 )
 from modelport.signature import Columns
-
-if TYPE_CHECKING:
-    pass
 
 MODULE_FILE = "model.py"
 CLASS_NAME = "Model"
@@ -61,8 +58,8 @@ class CustomRuntime:
             raise UntrustedArtifact(
                 f"{directory} is a custom model: it is Python code, and loading it runs "
                 f"{MODULE_FILE}",
-                hint="read the code, then register it with --trust (trusted=True), which "
-                "records who accepted running it",
+                hint="read the code, then trust the version: modelport models trust NAME "
+                "VERSION (or register it with --trust); who trusted it is recorded",
             )
         if not source.is_file():
             raise ArtifactError(
@@ -105,14 +102,18 @@ class CustomRuntime:
 
 
 def _instantiate(name: str, source: Path) -> Any:
-    spec = importlib.util.spec_from_file_location(name, source)
-    if spec is None or spec.loader is None:
+    spec = importlib.util.spec_from_loader(name, loader=None, origin=str(source))
+    if spec is None:
         raise ArtifactError(f"cannot import {source} as a Python module")
     module = importlib.util.module_from_spec(spec)
+    module.__file__ = str(source)
+    # Compiled from the hashed source itself: an import would also read (and write) a
+    # bytecode cache in __pycache__, which the artifact's digest does not cover.
+    code = compile(source.read_bytes(), str(source), "exec", dont_inherit=True)
     # Registered under a unique name so dataclasses and pickling inside model.py work;
     # sys.path is left alone.
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    exec(code, module.__dict__)
     cls = getattr(module, CLASS_NAME, None)
     if not isinstance(cls, type):
         raise ArtifactError(

@@ -163,7 +163,8 @@ def _load_skops(ctx: LoadContext) -> Any:
         raise UntrustedArtifact(
             f"the skops file {ctx.path} holds types outside scikit-learn, numpy and scipy: "
             f"{unknown}; loading them may run their code",
-            hint="check the types, then re-register with --trust (trusted=True)",
+            hint="check the types, then trust the version: modelport models trust NAME "
+            "VERSION (or register it with --trust)",
         )
     try:
         return skops.io.load(ctx.path, trusted=found)
@@ -176,8 +177,9 @@ def _load_pickle(ctx: LoadContext) -> Any:
         raise UntrustedArtifact(
             f"{ctx.path} is a pickle: loading a pickle runs arbitrary code, so Modelport "
             "loads it only for a trusted version",
-            hint="re-register with --trust after checking where the file comes from, "
-            "or save it with skops (modelport.runtimes.save_model)",
+            hint="check where the file comes from, then trust the version: modelport "
+            "models trust NAME VERSION (or register it with --trust); or save it with "
+            "skops (modelport.runtimes.save_model)",
         )
     import joblib
 

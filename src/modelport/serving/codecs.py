@@ -155,7 +155,13 @@ def decode_csv(body: bytes) -> RawInput:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidInput(f"the CSV body is not UTF-8: {exc}") from exc
-    rows = list(csv.reader(io.StringIO(text)))
+    try:
+        rows = list(csv.reader(io.StringIO(text)))
+    except csv.Error as exc:  # e.g. a line break inside an unquoted field
+        raise InvalidInput(
+            f"the CSV body cannot be read: {exc}",
+            hint="quote fields that hold commas, quotes or line breaks",
+        ) from None
     if len(rows) < 2:
         raise InvalidInput("the CSV body needs a header row and at least one data row")
     header, data = rows[0], rows[1:]

@@ -7,6 +7,7 @@ that maps them to status codes. Every error body is JSON with an ``error`` messa
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from modelport import errors
+
+log = logging.getLogger(__name__)
 
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -113,6 +116,15 @@ async def validation_error_handler(_request: Request, exc: Exception) -> Respons
     return json_response(
         {"error": "invalid request: " + "; ".join(problems), "code": "invalid_input"}, 400
     )
+
+
+INTERNAL = {"error": "internal error; the server log has the details", "code": "internal"}
+
+
+async def internal_error_handler(request: Request, exc: Exception) -> Response:
+    """A bug in a route: logged with its traceback, answered as the usual JSON error."""
+    log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    return json_response(INTERNAL, 500)
 
 
 def too_large(limit: int, declared: int | None = None) -> errors.PayloadTooLarge:

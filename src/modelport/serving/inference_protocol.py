@@ -45,6 +45,16 @@ _CHECK: dict[str, tuple[type, ...]] = {
 }
 
 
+def _parameters(holder: Mapping[str, Any], where: str) -> Mapping[str, Any]:
+    """``holder["parameters"]``: an object, or nothing."""
+    value = holder.get("parameters")
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidInput(f"{where}.parameters must be an object, got {type(value).__name__}")
+    return value
+
+
 def v2_datatype(arr: np.ndarray) -> str:
     if arr.dtype.kind == "b":
         return "BOOL"
@@ -54,11 +64,12 @@ def v2_datatype(arr: np.ndarray) -> str:
 
 
 def _flatten(data: Any) -> list[Any]:
+    """Nested lists, however nested, as one flat list in row-major order."""
     if not isinstance(data, list):
         return [data]
-    if data and isinstance(data[0], list):
-        return [x for row in data for x in _flatten(row)]
-    return data
+    if not any(isinstance(v, list) for v in data):
+        return data
+    return [x for v in data for x in _flatten(v)]
 
 
 _NUMPY_OF: dict[str, str] = {v: k for k, v in _NUMPY_V2.items() if k != "b"}
@@ -88,7 +99,7 @@ def _from_binary(name: str, datatype: str, shape: list[int], raw: bytes) -> list
 def _tensor(spec: Any, index: int, binary: memoryview | None = None) -> tuple[str, np.ndarray]:
     if not isinstance(spec, Mapping):
         raise InvalidInput(f"inputs[{index}] must be an object with name, shape, datatype, data")
-    size = (spec.get("parameters") or {}).get("binary_data_size")
+    size = _parameters(spec, f"inputs[{index}]").get("binary_data_size")
     needed = (
         ("name", "shape", "datatype") if size is not None else ("name", "shape", "datatype", "data")
     )
@@ -96,6 +107,8 @@ def _tensor(spec: Any, index: int, binary: memoryview | None = None) -> tuple[st
     if missing:
         raise InvalidInput(f"inputs[{index}] lacks {missing}")
     name, shape, datatype = spec["name"], spec["shape"], spec["datatype"]
+    if not isinstance(name, str) or not isinstance(datatype, str):
+        raise InvalidInput(f"inputs[{index}]: name and datatype must be strings")
     if not isinstance(shape, list) or not all(isinstance(s, int) and s >= 0 for s in shape):
         raise InvalidInput(f"input '{name}': shape must be a list of non-negative integers")
     if size is not None:
@@ -104,6 +117,8 @@ def _tensor(spec: Any, index: int, binary: memoryview | None = None) -> tuple[st
         values = _from_binary(name, datatype, shape, bytes(binary[:size]))
     else:
         values = _from_json(name, datatype, spec["data"])
+        if isinstance(values, np.ndarray):
+            _check_range(name, datatype, values)
     arr = values if isinstance(values, np.ndarray) else np.array(values, dtype=object)
     if arr.size != math.prod(shape):
         raise InvalidInput(
@@ -129,9 +144,31 @@ def _from_json(name: str, datatype: str, data: Any) -> list[Any] | np.ndarray:
         if bad is not None:
             raise InvalidInput(f"input '{name}' is {datatype} but holds {bad!r}")
         return flat
-    if any(isinstance(v, bool | str) or v is None for v in flat):
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in flat):
         raise InvalidInput(f"input '{name}' is {datatype} but holds non-numeric values")
-    return np.array(flat, dtype=float)
+    try:
+        return np.array(flat, dtype=float)
+    except OverflowError:  # an integer past float64's range
+        raise InvalidInput(f"input '{name}' holds a number too large for {datatype}") from None
+
+
+def _check_range(name: str, datatype: str, values: np.ndarray) -> None:
+    """Numbers that ``datatype`` cannot hold (integer types: whole numbers in range;
+    FP16 and FP32: within their largest magnitude) name the first offender."""
+    dtype = np.dtype(_NUMPY_OF[datatype])
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        ok = (values >= info.min) & (values <= info.max) & (values == np.floor(values))
+        allowed = f"whole numbers from {info.min} to {info.max}"
+    elif dtype.itemsize < 8:
+        top = float(np.finfo(dtype).max)
+        ok = np.abs(values) <= top
+        allowed = f"magnitudes up to {top:g}"
+    else:
+        return
+    if not ok.all():
+        bad = values[int(np.argmin(ok))]
+        raise InvalidInput(f"input '{name}' is {datatype}, which holds {allowed}; got {bad!r}")
 
 
 def _numeric_block(data: Any) -> np.ndarray | None:
@@ -158,7 +195,7 @@ def _tensors(payload: Mapping[str, Any], binary: bytes) -> dict[str, np.ndarray]
     view, pos, tensors = memoryview(binary), 0, {}
     for i, spec in enumerate(payload["inputs"]):
         name, arr = _tensor(spec, i, view[pos:])
-        size = (spec.get("parameters") or {}).get("binary_data_size")
+        size = _parameters(spec, f"inputs[{i}]").get("binary_data_size")
         pos += size if isinstance(size, int) else 0
         tensors[name] = arr
     return tensors
@@ -168,6 +205,7 @@ def decode_infer(payload: Any, version: ModelVersion, binary: bytes = b"") -> Ra
     """A V2 inference request (JSON, plus binary tensors if any) -> columns or rows."""
     if not isinstance(payload, Mapping) or not isinstance(payload.get("inputs"), list):
         raise InvalidInput("a V2 inference request needs an 'inputs' list")
+    _requested_outputs(payload)  # checked now, not after the model ran
     tensors = _tensors(payload, binary)
     columns = version.signature.column_names
     if len(tensors) == 1 and next(iter(tensors)) not in columns:
@@ -205,18 +243,17 @@ def encode_outputs(
 ) -> tuple[list[dict[str, Any]], bytes]:
     """Outputs as V2 tensors; those asked for as binary go in the returned bytes."""
     names = list(prediction.outputs)
-    binary_default = bool((payload.get("parameters") or {}).get("binary_data_output", False))
+    binary_default = bool(_parameters(payload, "the request").get("binary_data_output", False))
     as_binary = dict.fromkeys(names, binary_default)
-    requested = payload.get("outputs")
+    requested = _requested_outputs(payload)
     if requested:
-        wanted = [o.get("name") if isinstance(o, Mapping) else None for o in requested]
-        unknown = [w for w in wanted if w not in prediction.outputs]
+        unknown = [name for name, _ in requested if name not in prediction.outputs]
         if unknown:
             raise InvalidInput(f"unknown output(s) {unknown}; the model gives {names}")
-        names = [str(w) for w in wanted]
+        names = [name for name, _ in requested]
         as_binary = {
-            str(o["name"]): bool((o.get("parameters") or {}).get("binary_data", binary_default))
-            for o in requested
+            name: bool(parameters.get("binary_data", binary_default))
+            for name, parameters in requested
         }
     outputs, chunks = [], []
     for name in names:
@@ -232,6 +269,25 @@ def encode_outputs(
             tensor["data"] = data.reshape(-1).tolist()
         outputs.append(tensor)
     return outputs, b"".join(chunks)
+
+
+def _requested_outputs(payload: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    """The request's ``outputs``: (name, parameters) of each, checked."""
+    _parameters(payload, "the request")
+    requested = payload.get("outputs")
+    if requested is None:
+        return []
+    if not isinstance(requested, list):
+        raise InvalidInput(
+            "'outputs' must be a list of objects with a name",
+            hint='e.g. "outputs": [{"name": "probabilities"}]',
+        )
+    checked = []
+    for i, output in enumerate(requested):
+        if not isinstance(output, Mapping) or not isinstance(output.get("name"), str):
+            raise InvalidInput(f"outputs[{i}] must be an object with a string 'name'")
+        checked.append((output["name"], _parameters(output, f"outputs[{i}]")))
+    return checked
 
 
 def model_metadata(endpoint: str, version: ModelVersion, versions: list[str]) -> dict[str, Any]:

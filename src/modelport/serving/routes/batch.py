@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
+from modelport.safepaths import check_location
 from modelport.serving.http import json_response
 from modelport.serving.state import app_state
 
@@ -80,8 +81,20 @@ async def run_job(name: str, request: Request) -> Response:
     from modelport.batch.jobs import run_in_background
 
     state = app_state(request)
+    settings = state.settings
+    job = await asyncio.to_thread(_store(request).get_job, settings.env, name)
+    for field in ("input", "output"):
+        # Started over HTTP: local paths stay inside the allowed roots (when set) and
+        # remote URLs off link-local, metadata and (unless allowed) private addresses.
+        await asyncio.to_thread(
+            check_location,
+            getattr(job.spec, field),
+            settings.data_roots,
+            allow_private=settings.allow_private_urls,
+            what=f"the {field} of batch job {name!r}",
+        )
     run = await asyncio.to_thread(
-        run_in_background, state.client, name, env=state.settings.env, trigger="api"
+        run_in_background, state.client, name, env=settings.env, trigger="api"
     )
     body = run.to_dict() | {"url": f"/v1/batch/runs/{run.run_id}"}
     return json_response(body, 202)

@@ -9,15 +9,16 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from pathlib import Path
+from pathlib import Path as FilePath
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Form, Path, Request, UploadFile
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from modelport.config.schema import ServingSpec
-from modelport.errors import InvalidInput
+from modelport.errors import Forbidden, InvalidInput
+from modelport.safepaths import upload_name
 from modelport.serving.http import json_response
 from modelport.serving.state import app_state
 
@@ -26,10 +27,14 @@ if TYPE_CHECKING:
 
 router = APIRouter(prefix="/v1", tags=["control"])
 
+#: Largest version number (the registry stores it as a 32-bit integer): larger ones are
+#: refused with a 400 before the database sees them.
+MAX_VERSION = 2**31 - 1
+
 
 class AliasBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    version: int = Field(description="Version number the alias points to.", ge=1)
+    version: int = Field(description="Version number the alias points to.", ge=1, le=MAX_VERSION)
 
 
 class DeployBody(BaseModel):
@@ -46,16 +51,36 @@ class PromoteBody(BaseModel):
     target: str = Field(default="production", alias="to")
 
 
-def _json_field(value: str | None, field: str) -> Any:
+def _json_field(value: str | None, field: str) -> dict[str, Any] | None:
+    """A form field holding a JSON object (or nothing)."""
     if not value:
         return None
     try:
-        return json.loads(value)
+        parsed = json.loads(value)
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"form field '{field}' is not valid JSON: {exc}") from exc
+    if not isinstance(parsed, dict):
+        raise InvalidInput(
+            f"form field '{field}' must be a JSON object, not {type(parsed).__name__}",
+            hint=f'e.g. {field}={{"key": "value"}}',
+        )
+    return parsed
 
 
-def _read_sample(path: Path) -> pd.DataFrame:
+def _metrics(value: str | None) -> dict[str, float] | None:
+    parsed = _json_field(value, "metrics")
+    if parsed is None:
+        return None
+    bad = {k: v for k, v in parsed.items() if isinstance(v, bool) or not isinstance(v, int | float)}
+    if bad:
+        raise InvalidInput(
+            f"form field 'metrics' must map names to numbers; not numbers: {bad}",
+            hint='e.g. metrics={"auc": 0.91}',
+        )
+    return {k: float(v) for k, v in parsed.items()}
+
+
+def _read_sample(path: FilePath) -> pd.DataFrame:
     import pandas as pd
 
     try:
@@ -84,7 +109,9 @@ def list_versions(name: str, request: Request) -> Response:
 
 
 @router.get("/models/{name}/versions/{version}")
-def get_version(name: str, version: int, request: Request) -> Response:
+def get_version(
+    name: str, version: Annotated[int, Path(ge=1, le=MAX_VERSION)], request: Request
+) -> Response:
     mv = app_state(request).client.registry.get_version(name, version)
     return json_response(mv.to_dict(with_profile=True))
 
@@ -104,15 +131,23 @@ def register_version(
     tags: Annotated[str | None, Form(description="Tags as a JSON object.")] = None,
     trust: Annotated[bool, Form(description="Accept that loading runs code.")] = False,
 ) -> Response:
-    """Register a new version from an uploaded artifact (multipart form)."""
-    client = app_state(request).client
+    """Register a new version from an uploaded artifact (multipart form): a model file,
+    or a model folder as .tar.gz/.tgz/.tar/.zip (unpacked with every member checked)."""
+    state = app_state(request)
+    client = state.client
+    if trust and not state.settings.http_trust:
+        raise Forbidden(
+            "this server does not register code-running artifacts over HTTP (trust=true)",
+            hint="register it from the CLI (modelport models register --trust) or "
+            "modelport.yaml, or start the server with MODELPORT_HTTP_TRUST=true",
+        )
     with tempfile.TemporaryDirectory() as tmp:
-        target = Path(tmp) / Path(artifact.filename or "model").name
+        target = FilePath(tmp) / upload_name(artifact.filename, "model")
         with target.open("wb") as out:
             shutil.copyfileobj(artifact.file, out)
         frame = None
         if sample is not None:
-            sample_path = Path(tmp) / ("sample-" + Path(sample.filename or "sample.csv").name)
+            sample_path = FilePath(tmp) / ("sample-" + upload_name(sample.filename, "sample.csv"))
             with sample_path.open("wb") as out:
                 shutil.copyfileobj(sample.file, out)
             frame = _read_sample(sample_path)
@@ -125,7 +160,7 @@ def register_version(
             description=description,
             sample_input=frame,
             signature=_json_field(signature, "signature"),
-            metrics=_json_field(metrics, "metrics"),
+            metrics=_metrics(metrics),
             tags=_json_field(tags, "tags"),
             trust=trust,
         )

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
 from modelport.serving.http import json_response
@@ -18,6 +18,10 @@ if TYPE_CHECKING:
     from modelport.watching import Watching
 
 router = APIRouter(prefix="/v1", tags=["monitoring"])
+
+#: Largest id a registry row can have (a signed 64-bit integer): larger ids are refused
+#: with a 400 before the database sees them.
+MAX_ID = 2**63 - 1
 
 
 def _watching(request: Request) -> Watching:
@@ -33,7 +37,9 @@ async def monitor_endpoint(
     request: Request,
     endpoint: str,
     window: Annotated[str | None, Query(description="e.g. 1h, 30m, 7d")] = None,
-    last: Annotated[int | None, Query(description="Only the last N predictions.")] = None,
+    last: Annotated[
+        int | None, Query(ge=1, le=MAX_ID, description="Only the last N predictions.")
+    ] = None,
 ) -> Response:
     """Drift, data quality, traffic and performance of an endpoint, computed now."""
     watching = _watching(request)
@@ -71,6 +77,8 @@ async def list_incidents(
 
 
 @router.get("/incidents/{incident_id}")
-async def show_incident(request: Request, incident_id: int) -> Response:
+async def show_incident(
+    request: Request, incident_id: Annotated[int, Path(ge=1, le=MAX_ID)]
+) -> Response:
     """An incident with its diagnosis and every notification attempt."""
     return json_response(await asyncio.to_thread(_watching(request).incident, incident_id))
