@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8000
 
-.PHONY: help setup demo test test-fast lint typecheck bench bench-fast bench-batching bench-log bench-shadow bench-stream bench-features bench-batch services browser bench-ui clean
+.PHONY: help setup demo test test-fast lint typecheck bench bench-fast bench-batching bench-log bench-shadow bench-stream bench-features bench-batch services browser bench-ui clean bench-overload bench-soak
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -70,6 +70,12 @@ bench-batch: $(STAMP) ## Batch predict on 2M Parquet rows vs the model's own one
 
 bench-ui: $(STAMP) browser ## Dashboard overview load time, 50 endpoints and a week of log, vs a static page
 	$(BIN)/python bench/ui_bench.py $(ARGS)
+
+bench-overload: $(STAMP) ## Shedding at 3x capacity, open loop: admitted/503/health latency vs baseline (~1 min; ARGS=--rounds 3)
+	$(BIN)/python bench/overload_bench.py $(ARGS)
+
+bench-soak: $(STAMP) ## 5 min at 70% of capacity: server RSS/PSS at start and end (ARGS=--seconds N)
+	$(BIN)/python bench/soak_bench.py $(ARGS)
 
 clean: ## Remove demo state
 	rm -rf .modelport demo

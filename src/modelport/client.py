@@ -18,7 +18,7 @@ import getpass
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -45,6 +45,7 @@ from modelport.registry import (
 from modelport.registry.entities import Precomputed
 from modelport.runtimes import detect_flavor, get_runtime, needs_trust, save_model
 from modelport.runtimes.base import LoadContext, Prediction, Runtime
+from modelport.safepaths import archive_stem, extract_archive, is_archive
 from modelport.settings import Settings
 from modelport.signature import (
     Columns,
@@ -61,11 +62,15 @@ if TYPE_CHECKING:
 
     from modelport.features.api import Features
     from modelport.monitoring.labels import LabelStore
+    from modelport.registry.keys import KeyStore
     from modelport.registry.rollouts import Rollout
     from modelport.rollouts import Rollouts
 
 REFERENCE_ROWS = 1000
 REFERENCE_NAME = "reference.parquet"
+#: The version tag that records when a version was trusted to run code (ISO time, UTC);
+#: ``trusted_by`` records who.
+TRUSTED_AT_TAG = "modelport.trusted_at"
 
 
 def output_specs(
@@ -131,7 +136,8 @@ def load_runtime(
             )
         ref, flavor = compiled, "onnx"
     if verify:
-        artifacts.verify(ref)
+        owner = version.uri if kind == "native" else f"{version.uri} (compiled form)"
+        artifacts.verify(ref, owner=owner)
     runtime = get_runtime(flavor)
     runtime.load(
         LoadContext(
@@ -170,6 +176,13 @@ class Client:
 
         return Features(self)
 
+    @property
+    def keys(self) -> KeyStore:
+        """API keys: create (the key is returned once), list, get, revoke."""
+        from modelport.registry.keys import KeyStore
+
+        return KeyStore(self.registry.engine)
+
     # -- registration --------------------------------------------------------
 
     def register_model(
@@ -190,9 +203,34 @@ class Client:
         """Store an artifact and record it as the next version of ``name``.
 
         The artifact is loaded (and run on ``sample_input`` when given) before anything
-        is recorded, so a corrupt or incompatible file never becomes a version.
+        is recorded, so a corrupt or incompatible file never becomes a version. A model
+        folder may come as a ``.tar.gz``/``.tgz``/``.tar``/``.zip`` archive: it is
+        unpacked with every member checked (`modelport.safepaths.extract_archive`).
         """
         check_name("model", name)
+        if is_archive(Path(path)):
+            with tempfile.TemporaryDirectory() as tmp:
+                unpacked = Path(tmp) / archive_stem(Path(path))
+                unpacked.mkdir()
+                folder = extract_archive(Path(path), unpacked)
+                return self.register_model(
+                    name,
+                    folder,
+                    flavor=flavor,
+                    owner=owner,
+                    team=team,
+                    sample_input=sample_input,
+                    signature=signature,
+                    metrics=metrics,
+                    tags=tags,
+                    description=description,
+                    trust=trust,
+                )
+        if tags and TRUSTED_AT_TAG in tags:
+            raise InvalidInput(
+                f"the tag {TRUSTED_AT_TAG!r} is set by Modelport when a version is trusted",
+                hint="choose another tag name",
+            )
         path = Path(path)
         if not path.exists():
             raise InvalidInput(f"artifact {path} does not exist", hint="check the path")
@@ -250,7 +288,8 @@ class Client:
             task=task,
             classes=classes,
             metrics={k: float(v) for k, v in (metrics or {}).items()},
-            tags={k: str(v) for k, v in (tags or {}).items()},
+            tags={k: str(v) for k, v in (tags or {}).items()}
+            | ({TRUSTED_AT_TAG: datetime.now(UTC).isoformat()} if trust else {}),
             description=description,
             owner=owner,
             team=team,
@@ -317,6 +356,7 @@ class Client:
         if version.sample_sha256 is None:
             return None
         ref = ArtifactRef(sha256=version.sample_sha256, name=REFERENCE_NAME, size=0)
+        self.artifacts.verify(ref, owner=f"the reference sample of {version.uri}")
         return pd.read_parquet(self.artifacts.local_path(ref))
 
     def log_model(
@@ -362,6 +402,22 @@ class Client:
         """The version a URI names (``models:/fraud/3``, ``models:/fraud@champion``)."""
         ref = parse_model_uri(uri) if isinstance(uri, str) else uri
         return self.registry.resolve(ref)
+
+    def trust_version(self, uri: str | ModelRef, *, revoke: bool = False) -> ModelVersion:
+        """Accept (or, with ``revoke``, withdraw) that loading a version runs code.
+
+        Records who (``trusted_by``) and when (the ``modelport.trusted_at`` tag). The
+        artifact's hash is checked first, so trust is never given to changed bytes. A
+        revoked version no longer loads (servers refuse it at their next load).
+        """
+        version = self.get_version(uri)
+        if not revoke:
+            self.artifacts.verify(version.artifact, owner=version.uri)
+        tags = {k: v for k, v in version.tags.items() if k != TRUSTED_AT_TAG}
+        if not revoke:
+            tags[TRUSTED_AT_TAG] = datetime.now(UTC).isoformat()
+        by = None if revoke else self.user
+        return self.registry.set_trust(version.name, version.version, by=by, tags=tags)
 
     def set_alias(self, name: str, alias: str, version: int) -> None:
         self.registry.set_alias(name, alias, version, actor=self.user)

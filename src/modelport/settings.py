@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -40,6 +40,31 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, description="Port the server listens on.")
     max_body_bytes: int = Field(
         default=16 * 1024 * 1024, description="Largest request body accepted (413 above it)."
+    )
+    max_rows_per_request: int = Field(
+        default=10_000,
+        ge=1,
+        description="Most rows one predict request may carry (413 above it); an endpoint's "
+        "serving.max_rows_per_request overrides it.",
+    )
+    request_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Deadline of a predict request (504 past it, its queued work dropped); "
+        "a request may ask for less with ?timeout= or a Request-Timeout header, never more.",
+    )
+    rate_limit_per_second: float | None = Field(
+        default=None,
+        gt=0,
+        description="Requests per second allowed per API key (or per client address without "
+        "auth) across all workers; 429 with Retry-After above it. A key's own rate_limit "
+        "overrides it. None: no limit.",
+    )
+    rate_limit_burst: float | None = Field(
+        default=None,
+        ge=1,
+        description="Requests a key or client may send at once after a quiet spell; "
+        "default: one second's worth of its rate (at least 1).",
     )
     max_loaded_models: int = Field(
         default=32, description="Most model versions kept in memory; least recently used go first."
@@ -109,6 +134,27 @@ class Settings(BaseSettings):
     workers: int = Field(
         default=0, description="Server processes behind one port; 0 means one per CPU core."
     )
+    shutdown_grace_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest a server takes to stop after SIGTERM: drain, finish the "
+        "requests in flight, flush the logs; then it exits (workers still running are "
+        "killed). Keep it at or below Kubernetes' terminationGracePeriodSeconds.",
+    )
+    drain_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        description="After SIGTERM, keep accepting and answering requests this long with "
+        "readiness false, so load balancers stop sending before the listener closes "
+        "(a few seconds in Kubernetes); counted within shutdown_grace_seconds.",
+    )
+    tls_certfile: Path | None = Field(
+        default=None,
+        description="PEM certificate (chain) to serve HTTPS with; needs tls_keyfile.",
+    )
+    tls_keyfile: Path | None = Field(
+        default=None, description="PEM private key of tls_certfile; needs tls_certfile."
+    )
     user: str | None = Field(
         default=None, description="Who is acting, recorded on registrations and deployments."
     )
@@ -157,6 +203,51 @@ class Settings(BaseSettings):
         description="Base URL of this server as people reach it, used for links in alerts; "
         "default http://host:port.",
     )
+    auth: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="Whether the server asks for API keys (`modelport keys`): on, off, or "
+        "auto: on whenever host is not a loopback address (127.0.0.0/8, ::1, localhost). "
+        "Active keys are reloaded every poll_interval_seconds, so a revoked key stops "
+        "working within that time.",
+    )
+    allowed_roots: list[Path] | None = Field(
+        default=None,
+        description="Folders a batch job started over HTTP may read and write locally "
+        "(its input and output must resolve inside one of them, or inside home); default: "
+        "any local path, since job specs come from modelport.yaml.",
+    )
+    allow_private_urls: bool = Field(
+        default=False,
+        description="Let work started over HTTP fetch from loopback and private addresses "
+        "(link-local and cloud metadata addresses are refused always).",
+    )
+    http_trust: bool = Field(
+        default=False,
+        description="Let POST /v1/models/{name}/versions register a code-running artifact "
+        "(pickle, custom model) with trust=true; off, such artifacts are registered from "
+        "the CLI or modelport.yaml only.",
+    )
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            given, missing = (
+                ("tls_certfile", "tls_keyfile")
+                if self.tls_keyfile is None
+                else ("tls_keyfile", "tls_certfile")
+            )
+            raise ValueError(
+                f"{given} is set but {missing} is not: HTTPS needs both the certificate "
+                "and its key (set MODELPORT_TLS_CERTFILE and MODELPORT_TLS_KEYFILE, or "
+                "--tls-cert and --tls-key), or neither for plain HTTP"
+            )
+        if self.drain_seconds >= self.shutdown_grace_seconds:
+            raise ValueError(
+                f"drain_seconds ({self.drain_seconds:g}) must be below "
+                f"shutdown_grace_seconds ({self.shutdown_grace_seconds:g}): the requests "
+                "in flight and the log flush need time after the drain"
+            )
+        return self
 
     @property
     def database_url(self) -> str:
@@ -176,6 +267,13 @@ class Settings(BaseSettings):
     def online_path(self) -> Path:
         """The SQLite online store's file."""
         return self.home / "online.db"
+
+    @property
+    def data_roots(self) -> list[Path] | None:
+        """Where local batch paths started over HTTP may be (None: anywhere)."""
+        if self.allowed_roots is None:
+            return None
+        return [self.home, self.artifacts_path, *self.allowed_roots]
 
     @property
     def base_url(self) -> str:

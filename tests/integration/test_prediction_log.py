@@ -233,7 +233,8 @@ def test_a_full_disk_costs_no_prediction_and_no_written_row(
 ) -> None:
     """Every file the server writes is limited to 1 MiB: small segments fit, the segment
     of one 20,000-row request does not (EFBIG, as ENOSPC on a full disk)."""
-    server = start_limited(server_env(settings), tmp_path / "server.log", limit=1 << 20)
+    env = server_env(settings, MODELPORT_MAX_ROWS_PER_REQUEST="20000")
+    server = start_limited(env, tmp_path / "server.log", limit=1 << 20)
     servers.append(server)
 
     assert all(predict(server).status_code == 200 for _ in range(5))

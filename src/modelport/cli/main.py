@@ -18,6 +18,7 @@ from modelport.cli.batch import batch_app
 from modelport.cli.common import Ctx, emit, handled, out, read_frame
 from modelport.cli.deployments import EnvOption
 from modelport.cli.features import features_app
+from modelport.cli.keys import keys_app
 from modelport.cli.logs import logs_app
 from modelport.cli.models import models_app
 from modelport.cli.stream import stream_app
@@ -34,6 +35,7 @@ app.add_typer(rollouts.rollout_app, name="rollout")
 app.add_typer(features_app, name="features")
 app.add_typer(stream_app, name="stream")
 app.add_typer(batch_app, name="batch")
+app.add_typer(keys_app, name="keys")
 for command in (
     deployments.deploy,
     deployments.undeploy,
@@ -144,8 +146,18 @@ def serve(
         int | None, typer.Option(help="Server processes behind the port (default: CPU cores).")
     ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    auth: Annotated[
+        str | None,
+        typer.Option(help="Ask for API keys: on, off, or auto (on unless host is loopback)."),
+    ] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="PEM certificate to serve HTTPS with (needs --tls-key).")
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option(help="PEM private key of --tls-cert (needs --tls-cert).")
+    ] = None,
 ) -> None:
-    """Serve every endpoint of an environment over HTTP."""
+    """Serve every endpoint of an environment over HTTP (HTTPS with --tls-cert/--tls-key)."""
     from modelport.serving.server import run_server
 
     c: Ctx = ctx.obj
@@ -155,6 +167,12 @@ def serve(
         update: dict[str, Any] = {"env": env, "host": host, "port": port, "load_mode": load}
         if workers is not None:
             update["workers"] = workers
+        if auth is not None:
+            if auth not in ("auto", "on", "off"):
+                raise errors.InvalidInput(f"--auth must be on, off or auto, not {auth!r}")
+            update["auth"] = auth
+        if tls_cert is not None or tls_key is not None:
+            update["tls_certfile"], update["tls_keyfile"] = tls_cert, tls_key
         run_server(c.settings.model_copy(update=update), log_level=log_level)
 
 
@@ -188,6 +206,7 @@ def demo(
             load="eager",
             workers=None,
             log_level="info",
+            auth=None,
         )
     del c
 

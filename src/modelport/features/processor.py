@@ -188,9 +188,7 @@ class StreamProcessor:
                     if batch is not None:
                         inflight.append((*batch, pool.submit(self._apply, batch[1])))
                     while inflight and (
-                        batch is None
-                        or len(inflight) > QUEUED_APPLIES
-                        or inflight[0][2].done()
+                        batch is None or len(inflight) > QUEUED_APPLIES or inflight[0][2].done()
                     ):
                         messages, events, applied = inflight.popleft()
                         self._done(messages, events, applied.result())

@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection, Engine
 from modelport.artifacts import ArtifactRef
 from modelport.errors import Conflict, NotFound
 from modelport.registry import schema as t
-from modelport.registry.database import create_registry_engine, migrate
+from modelport.registry.database import create_registry_engine, database_breaker, migrate
 from modelport.registry.entities import (
     Deployment,
     DeploymentEvent,
@@ -45,6 +45,10 @@ class Registry:
     def __init__(self, url: str, *, engine: Engine | None = None) -> None:
         self.url = url
         self.engine = engine or create_registry_engine(url)
+        #: fails registry calls fast while a server database is away (None: SQLite)
+        self.breaker = (
+            None if self.engine.dialect.name == "sqlite" else database_breaker(self.engine)
+        )
         migrate(self.engine)
 
     def close(self) -> None:
@@ -316,6 +320,24 @@ class Registry:
                     raise NotFound(f"model {ref.name!r} has no versions yet")
                 return self._get_version(conn, ref.name, model.latest_version)
             return self._get_version(conn, ref.name, ref.version)
+
+    def set_trust(
+        self, name: str, version: int, *, by: str | None, tags: dict[str, str]
+    ) -> ModelVersion:
+        """Record that ``by`` trusts loading ``name`` ``version`` (None: trust withdrawn),
+        with the version's tags replaced by ``tags`` (they carry when)."""
+        with self._tx() as conn:
+            model_id = self._model_row(conn, name).id
+            self._get_version(conn, name, version)
+            conn.execute(
+                t.model_versions.update()
+                .where(
+                    t.model_versions.c.model_id == model_id,
+                    t.model_versions.c.version == version,
+                )
+                .values(trusted=by is not None, trusted_by=by, tags=tags)
+            )
+            return self._get_version(conn, name, version)
 
     # -- aliases -------------------------------------------------------------
 

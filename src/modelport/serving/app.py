@@ -16,7 +16,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -29,12 +29,14 @@ from modelport.client import Client
 from modelport.errors import ModelportError
 from modelport.monitoring.logwriter import PredictionLog
 from modelport.serving import http
+from modelport.serving.auth import protect
 from modelport.serving.dataplane import DataPlane
-from modelport.serving.fastpath import FastPath
+from modelport.serving.fastpath import ASGIApp, FastPath
 from modelport.serving.metrics import ServingMetrics
 from modelport.serving.routes import batch as batch_routes
 from modelport.serving.routes import compare, control, feedback, native, rollouts, v2, watch
 from modelport.serving.routes import features as feature_routes
+from modelport.serving.routes import keys as key_routes
 from modelport.serving.routes import logs as log_routes
 from modelport.serving.routes import monitor_history as history_routes
 from modelport.serving.routes import precomputed as precomputed_routes
@@ -45,11 +47,18 @@ from modelport.serving.watcher import Watcher
 from modelport.settings import Settings
 
 
-def create_app(settings: Settings | None = None, *, client: Client | None = None) -> FastPath:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    client: Client | None = None,
+    with_plane: Callable[[DataPlane], None] | None = None,
+) -> ASGIApp:
     """Build the server for ``settings.env``; models load when the app starts.
 
     The result is the FastAPI app wrapped in the fast path, which answers predict
-    routes without FastAPI's per-request machinery.
+    routes without FastAPI's per-request machinery, and, when auth is on, that behind
+    the API key check (`modelport.serving.auth`). ``with_plane`` is called with the
+    data plane once built (the server marks it draining on SIGTERM).
     """
     settings = settings or Settings()
     client = client or Client(settings)
@@ -67,6 +76,11 @@ def create_app(settings: Settings | None = None, *, client: Client | None = None
         prediction_log=prediction_log,
     )
     plane.pool.observer = metrics.pool_observer()
+    plane.breaker_observer = metrics.breaker_observer()
+    if plane.registry.breaker is not None:
+        plane.registry.breaker.observer = plane.breaker_observer
+    if with_plane is not None:
+        with_plane(plane)
     if plane.shadows is not None:
         plane.shadows.observer = metrics.shadow_observer()
     watcher = Watcher(client, metrics=metrics) if settings.watch_in_server else None
@@ -106,8 +120,10 @@ def create_app(settings: Settings | None = None, *, client: Client | None = None
     app.add_exception_handler(ModelportError, http.modelport_error_handler)
     app.add_exception_handler(StarletteHTTPException, http.http_error_handler)
     app.add_exception_handler(RequestValidationError, http.validation_error_handler)
+    app.add_exception_handler(Exception, http.internal_error_handler)
     app.include_router(native.router)
     app.include_router(v2.router)
+    app.include_router(v2.health)
     app.include_router(control.router)
     app.include_router(feedback.router)
     app.include_router(watch.router)
@@ -120,6 +136,7 @@ def create_app(settings: Settings | None = None, *, client: Client | None = None
     app.include_router(stats_routes.router)
     app.include_router(log_routes.router)
     app.include_router(ui_routes.router)
+    app.include_router(key_routes.router)
 
     @app.get("/metrics", tags=["metrics"], response_class=Response)
     def prometheus_metrics() -> Response:
@@ -127,4 +144,4 @@ def create_app(settings: Settings | None = None, *, client: Client | None = None
         body, content_type = metrics.exposition()
         return Response(body, media_type=content_type)
 
-    return FastPath(app, plane, settings.max_body_bytes, metrics)
+    return protect(FastPath(app, plane, settings.max_body_bytes, metrics), settings, client)

@@ -25,8 +25,10 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from modelport.artifacts import LocalArtifactStore
+from modelport.breaker import CircuitBreaker
+from modelport.breaker import Observer as BreakerObserver
 from modelport.client import RuntimeKind, load_runtime, runtime_kind
-from modelport.errors import InvalidInput, ModelportError, NotFound, Unavailable
+from modelport.errors import InvalidInput, ModelportError, NotFound, PayloadTooLarge, Unavailable
 from modelport.features.enrich import Enricher
 from modelport.features.online import MemoryStore, open_store
 from modelport.features.views import FeatureView
@@ -142,6 +144,8 @@ class DataPlane:
         self._executor = ThreadPoolExecutor(max_workers=max(4, os.cpu_count() or 1))
         #: (endpoint, model, version, kind): variants of two models may share a number
         self._batchers: dict[tuple[str, str, int, str], tuple[Runtime, Batcher]] = {}
+        #: (endpoint, model, version): the batcher made last, whose queue `admit` reads
+        self._queues: dict[tuple[str, str, int], Batcher] = {}
         self._closing: set[asyncio.Task[None]] = set()
         #: makes the per-batch callback for an endpoint's version (the metrics hook)
         self.batch_observer = batch_observer
@@ -151,6 +155,10 @@ class DataPlane:
         self.shadows: ShadowRunner | None = None
         if settings.shadow_max_pending > 0:
             self.shadows = ShadowRunner(self, settings.shadow_max_pending, settings.shadow_threads)
+        #: set on SIGTERM (`modelport.serving.server`): not ready, still answering
+        self.draining = False
+        #: hears the dependencies' circuit breakers change state (the metrics hook)
+        self.breaker_observer: BreakerObserver | None = None
 
     def _load(self, version: ModelVersion, kind: str) -> Runtime:
         return load_runtime(
@@ -184,12 +192,22 @@ class DataPlane:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def _watch(self) -> None:
+        away = False  # the registry is unreachable: said once, not at every poll
         while True:
             await asyncio.sleep(self.settings.poll_interval_seconds)
             try:
                 await self.sync()
+            except Unavailable as exc:  # the registry's breaker: away, expected, no trace
+                if not away:
+                    log.warning("serving what is loaded; the registry is away: %s", exc)
+                away = True
+                continue
             except Exception:  # the registry being briefly away must not stop serving
                 log.exception("could not read deployments from the registry; will retry")
+                continue
+            if away:
+                log.warning("the registry is reachable again; following its deployments")
+            away = False
 
     async def sync(self) -> None:
         """Bring the endpoint table in line with the registry's deployments."""
@@ -257,8 +275,9 @@ class DataPlane:
     # -- health --------------------------------------------------------------
 
     def is_ready(self) -> bool:
-        """Ready when the deployments were read and, in eager mode, every one is loaded."""
-        if not self._synced:
+        """Ready when the deployments were read and, in eager mode, every one is loaded;
+        never while draining."""
+        if not self._synced or self.draining:
             return False
         if self.settings.load_mode == "lazy":
             return True
@@ -267,6 +286,13 @@ class DataPlane:
             for state in self.endpoints.values()
             for key in state.runtime_keys()
         )
+
+    def breakers(self) -> list[CircuitBreaker]:
+        """The circuit breakers of the dependencies this server has used so far."""
+        found = [self.registry.breaker]
+        if "enricher" in self.__dict__:
+            found.append(getattr(self.enricher.store, "breaker", None))
+        return [b for b in found if b is not None]
 
     def endpoint_ready(self, endpoint: str, version: int | None = None) -> bool:
         state = self.endpoint(endpoint)
@@ -341,6 +367,7 @@ class DataPlane:
                 stale = []
                 raw = await self._enrich(state, raw, stale)
             columns = mv.signature.coerce_any(raw)
+            _check_rows(state, columns, self.settings.max_rows_per_request)
             kind = state.kind(mv)
             runtime = await self.pool.get(mv, self.settings.load_wait_seconds, kind)
             batcher = self._batcher(endpoint, mv, kind, runtime, state.serving)
@@ -397,7 +424,11 @@ class DataPlane:
     @cached_property
     def enricher(self) -> Enricher:
         """Built on first use: servers without feature views never open a store."""
-        return Enricher(open_store(self.settings))
+        store = open_store(self.settings)
+        use_breaker = getattr(store, "use_breaker", None)  # a store over the network
+        if use_breaker is not None:
+            use_breaker(self.breaker_observer)
+        return Enricher(store)
 
     @cached_property
     def precomputed(self) -> PrecomputedPredictions:
@@ -432,6 +463,22 @@ class DataPlane:
             endpoint, exc, version=version, columns=columns, latency_s=latency
         )
 
+    def admit(self, endpoint: str) -> None:
+        """Raise `Overloaded` when every live variant of ``endpoint`` has a full queue.
+
+        The fast path asks before it reads a request's body, so a shed request costs
+        no parsing; the batcher's own check on enqueue stays the one that counts."""
+        state = self.endpoints.get(endpoint)
+        if state is None or state.deployment.spec.precomputed is not None:
+            return  # a precomputed endpoint answers most requests without its model
+        batcher = None
+        for _, mv in state.router.live:
+            batcher = self._queues.get((endpoint, mv.name, mv.version))
+            if batcher is None or not batcher.full:
+                return
+        if batcher is not None:
+            raise batcher.overloaded()
+
     def _batcher(
         self,
         endpoint: str,
@@ -447,6 +494,7 @@ class DataPlane:
             max_batch_size=options.max_batch_size,
             max_wait_ms=options.max_wait_ms,
             enabled=options.batching,
+            max_queue=options.max_queue,
         )
         if current is not None and current[0] is runtime and current[1].config == config:
             return current[1]
@@ -461,6 +509,7 @@ class DataPlane:
         if current is not None:
             self._closing.add(asyncio.get_running_loop().create_task(current[1].close()))
         self._batchers[key] = (runtime, batcher)
+        self._queues[key[:3]] = batcher
         return batcher
 
     def batch_stats(self, endpoint: str, version: ModelVersion, kind: str) -> dict[str, Any] | None:
@@ -512,6 +561,23 @@ class DataPlane:
                 }
             )
         return out
+
+
+def _check_rows(state: EndpointState, columns: Columns, default: int) -> None:
+    """Refuse a request over the endpoint's (else the server's) rows-per-request limit."""
+    limit = state.serving.max_rows_per_request or default
+    rows = len(next(iter(columns.values()))) if columns else 0
+    if rows > limit:
+        where = (
+            f"serving.max_rows_per_request of endpoint {state.name} in modelport.yaml"
+            if state.serving.max_rows_per_request
+            else "MODELPORT_MAX_ROWS_PER_REQUEST (or the endpoint's serving.max_rows_per_request)"
+        )
+        raise PayloadTooLarge(
+            f"the request has {rows} rows, over the limit of {limit} rows per request "
+            f"of endpoint {state.name}",
+            hint=f"split it into requests of at most {limit} rows, or raise {where}",
+        )
 
 
 def _bind_views(state: EndpointState, views: Mapping[str, FeatureView]) -> None:

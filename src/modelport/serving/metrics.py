@@ -26,11 +26,15 @@ served is ``-``; "live" gauges sum the running workers):
 | modelport_model_memory_bytes | live gauge | model, version, kind | estimated memory (see below) |
 | modelport_prediction_log_rows_total | counter | outcome | log rows written or dropped |
 | modelport_shadow_requests_total | counter | endpoint, variant, outcome | shadow copies |
+| modelport_rate_limited_requests_total | counter | (none) | 429s on routes other than predict |
+| modelport_breaker_state | live gauge (max) | dependency | 0 closed, 1 half-open, 2 open |
 
 A shadow copy's ``outcome`` is ``answered``, ``failed`` (its model or its validation
 failed) or ``shed`` (``shadow_max_pending`` copies were already queued; never run).
 ``kind`` of an error is its ``ModelportError.code`` (``invalid_input``, ``not_found``,
-``payload_too_large``, ``model_loading``, ``prediction_failed`` ...) or ``internal``. A
+``payload_too_large``, ``model_loading``, ``prediction_failed`` ...) or ``internal``; the
+limits of the serving path count there too: ``overloaded`` (shed, the model's queue was
+full), ``rate_limited`` and ``deadline_exceeded``. A
 model call is concatenating a batch, ``runtime.predict`` and splitting it, so queue wait
 plus model time is the time a request spent in the batcher. A version's memory is the
 growth of the process's resident set during its load (the artifact's size where that is
@@ -182,6 +186,20 @@ class ServingMetrics:
             ["endpoint", "variant", "outcome"],
             registry=r,
         )
+        self.breaker_state = Gauge(
+            "modelport_breaker_state",
+            "A dependency's circuit breaker (modelport.breaker): 0 closed, 1 half-open, "
+            "2 open; the worst over the running worker processes.",
+            ["dependency"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.rate_limited = Counter(
+            "modelport_rate_limited_requests",
+            "Requests refused with 429 on routes other than predict (predict requests "
+            'count in modelport_request_errors_total{kind="rate_limited"}).',
+            registry=r,
+        )
         self._monitor_families(r)
 
     def _monitor_families(self, r: CollectorRegistry) -> None:
@@ -283,6 +301,18 @@ class ServingMetrics:
         def observe(outcome: str, rows: int) -> None:
             child = children.get(outcome)
             (child if child is not None else self.log_rows.labels(outcome)).inc(rows)
+
+        return observe
+
+    def breaker_observer(self) -> Callable[[str, str], None]:
+        """The callback a `modelport.breaker.CircuitBreaker` calls, from any thread, with
+        ``(dependency, state)`` on every change of state."""
+        from modelport.breaker import STATE_VALUES
+
+        values: dict[str, int] = {str(state): v for state, v in STATE_VALUES.items()}
+
+        def observe(dependency: str, state: str) -> None:
+            self.breaker_state.labels(dependency).set(values.get(state, 2))
 
         return observe
 
