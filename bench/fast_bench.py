@@ -54,6 +54,8 @@ ROWS = (1, 64)
 CONCURRENCY = (1, 8, 64)
 WORKERS = 2
 BASELINES = ("fastapi_sklearn", "fastapi_onnx", "asgi_floor")
+#: The name of `modelport serve`'s watch process (`serving.supervisor.WATCH_NAME`).
+WATCH_PROCESS = "modelport-watch"
 Figures = dict[str, Any]
 
 
@@ -171,12 +173,13 @@ def _kb(path: str, key: str) -> int:
 
 
 def memory_mb(pgid: int) -> dict[str, float]:
-    """VmRSS and PSS summed over the process group (uvicorn parent + workers).
+    """VmRSS and PSS summed over the process group (uvicorn parent + workers), and the
+    PSS of Modelport's watch process (monitor, alerts, rollouts), found by its name.
 
     The group leader is the `timeout` wrapper that bounds the server's life; it is left
     out. RSS counts pages shared between workers once per process; PSS splits them.
     """
-    rss = pss = count = 0
+    rss = pss = watch = count = 0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             if int(stat.read_text().rpartition(")")[2].split()[2]) != pgid:
@@ -184,11 +187,19 @@ def memory_mb(pgid: int) -> dict[str, float]:
             pid = int(stat.parent.name)
             if pid != pgid:
                 rss += _kb(f"/proc/{pid}/status", "VmRSS")
-                pss += _kb(f"/proc/{pid}/smaps_rollup", "Pss")
+                own = _kb(f"/proc/{pid}/smaps_rollup", "Pss")
+                pss += own
+                if Path(f"/proc/{pid}/comm").read_text().strip() == WATCH_PROCESS:
+                    watch += own
                 count += 1
         except (OSError, ValueError, IndexError):
             continue
-    return {"rss_mb": rss / 1024, "pss_mb": pss / 1024, "processes": count}
+    return {
+        "rss_mb": rss / 1024,
+        "pss_mb": pss / 1024,
+        "watch_pss_mb": watch / 1024,
+        "processes": count,
+    }
 
 
 def wrk(port: int, path: str, body: Path, conc: int, seconds: int) -> Figures:
@@ -349,11 +360,31 @@ def targets(blocks: list[dict[str, Any]], mp_workers: int) -> list[dict[str, Any
     # Memory the server holds: PSS counts each page once across its processes (what the
     # machine, or a container's cgroup, pays); the RSS sum counts the pages the forked
     # workers share once per process, so it is reported beside it but not judged.
+    # The watch process (drift reports with pandas, SciPy and DuckDB) is a part of
+    # Modelport the baselines do not have: the serving processes alone are judged too.
     pss = max(b["pss_mb"] for b in mp)
+    serving = max(b["pss_mb"] - b.get("watch_pss_mb", 0.0) for b in mp)
     rss = max(b["rss_mb"] for b in mp)
     where = f"modelport, {mp_workers} worker(s), max of {len(mp)} starts"
-    met = pss < MEMORY_MB and mp_workers == WORKERS
-    found.append(target("PSS after load, MB (3 models)", where, pss, f"< {MEMORY_MB:g}", met))
+    ok = mp_workers == WORKERS
+    found.append(
+        target(
+            "PSS after load, MB (3 models), all processes",
+            where,
+            pss,
+            f"< {MEMORY_MB:g}",
+            ok and pss < MEMORY_MB,
+        )
+    )
+    found.append(
+        target(
+            "PSS after load, MB, serving processes (supervisor + workers; no watch process)",
+            where,
+            serving,
+            f"< {MEMORY_MB:g}",
+            ok and serving < MEMORY_MB,
+        )
+    )
     found.append(
         target(
             "RSS sum after load, MB (shared pages counted per process)",
@@ -404,13 +435,15 @@ def markdown(report: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "| server | model | round | cold start s | RSS after load MB (processes) | PSS MB |",
-        "|---|---|---:|---:|---:|---:|",
+        "| server | model | round | cold start s | RSS after load MB (processes) | PSS MB "
+        "| of which watch process |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for b in report["blocks"]:
         lines.append(
             f"| {b['server']} | {b['model']} | {b.get('round', 0) + 1} | {b['cold_start_s']:.2f} "
-            f"| {b['rss_mb']:.0f} ({b['processes']}) | {b['pss_mb']:.0f} |"
+            f"| {b['rss_mb']:.0f} ({b['processes']}) | {b['pss_mb']:.0f} "
+            f"| {b.get('watch_pss_mb', 0.0):.0f} |"
         )
     return "\n".join(lines)
 

@@ -23,6 +23,10 @@ def children_of(pid: int) -> set[int]:
     return {int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
 
 
+def comm(pid: int) -> str:
+    return Path(f"/proc/{pid}/comm").read_text().strip()
+
+
 def niceness(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[16])
 
@@ -118,6 +122,9 @@ def test_the_watch_loops_run_in_a_process_of_their_own_and_it_is_replaced(
     (watcher,) = watch
     # it yields the CPU to the workers: its niceness is above theirs
     assert niceness(watcher) == niceness(next(iter(workers))) + WATCH_NICENESS
+    # ps and top tell the processes apart
+    assert comm(server.process.pid) == "modelport" and comm(watcher) == "modelport-watch"
+    assert {comm(w) for w in workers} == {"modelport-w0", "modelport-w1"}
     os.kill(watcher, signal.SIGKILL)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

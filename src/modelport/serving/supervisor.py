@@ -33,6 +33,7 @@ import os
 import signal
 import socket
 import time
+from pathlib import Path
 from types import FrameType
 
 from modelport.settings import Settings
@@ -63,6 +64,14 @@ WATCH_SLOT = -1
 #: drift report over a window of the log is work that can wait a little, a request is
 #: not. (Alert and rollout ticks take milliseconds; they keep their pace.)
 WATCH_NICENESS = 10
+#: What ps and top show for each process (Linux: 15 characters at most).
+SUPERVISOR_NAME, WORKER_NAME, WATCH_NAME = "modelport", "modelport-w", "modelport-watch"
+
+
+def name_process(name: str) -> None:
+    """Set this process's name as ps, top and /proc/PID/comm show it, where the OS lets."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/comm").write_text(name[:15])
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -106,6 +115,7 @@ class Supervisor:
                 level=self.log_level.upper(), format="%(levelname)s:     %(message)s"
             )
         sock = listening_socket(self.settings.host, self.settings.port)
+        name_process(SUPERVISOR_NAME)
         preload()
         previous = {s: signal.signal(s, self._stop) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
@@ -151,6 +161,7 @@ class Supervisor:
             try:
                 for s in (signal.SIGTERM, signal.SIGINT):
                     signal.signal(s, signal.SIG_DFL)
+                name_process(WATCH_NAME if slot == WATCH_SLOT else f"{WORKER_NAME}{slot}")
                 if slot == WATCH_SLOT:
                     sock.close()
                     run_watch(self.settings)
