@@ -116,3 +116,28 @@ def sklearn_regressor(tmp_path: Path) -> tuple[Path, pd.DataFrame]:
     path = tmp_path / "reg.skops"
     sio.dump(Ridge().fit(frame, y), path)
     return path, frame
+
+
+@pytest.fixture
+def deployed(
+    client: Client,
+    sklearn_classifier: tuple[Path, pd.DataFrame],
+    sklearn_regressor: tuple[Path, pd.DataFrame],
+) -> Client:
+    """clf (classifier) and reg (regressor) registered and deployed to production."""
+    clf_path, clf_frame = sklearn_classifier
+    reg_path, reg_frame = sklearn_regressor
+    client.register_model("clf", clf_path, owner="ana@example.com", sample_input=clf_frame)
+    client.register_model("reg", reg_path, owner="bo@example.com", sample_input=reg_frame)
+    client.deploy("clf", "models:/clf/1", env="production")
+    client.deploy("reg", "models:/reg/1", env="production")
+    return client
+
+
+@pytest.fixture
+def deployed_clf(client: Client, sklearn_classifier: tuple[Path, pd.DataFrame]) -> Client:
+    """clf (classifier) registered and deployed to production."""
+    path, frame = sklearn_classifier
+    client.register_model("clf", path, owner="ana@example.com", sample_input=frame)
+    client.deploy("clf", "models:/clf/1", env="production")
+    return client

@@ -8,10 +8,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
-from modelport.client import Client
 from modelport.monitoring.logstore import LogStore
 from modelport.settings import Settings
 from tests.integration.conftest import LiveServer, start_server, stop_server
@@ -47,14 +45,6 @@ def servers(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
     yield run
     for server in started:
         stop_server(server)
-
-
-@pytest.fixture
-def deployed(client: Client, sklearn_classifier: tuple[Path, pd.DataFrame]) -> Client:
-    path, frame = sklearn_classifier
-    client.register_model("clf", path, owner="ana@example.com", sample_input=frame)
-    client.deploy("clf", "models:/clf/1", env="production")
-    return client
 
 
 def logged(settings: Settings) -> int:

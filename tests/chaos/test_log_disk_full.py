@@ -70,9 +70,9 @@ def segments(folder: Path) -> dict[Path, bytes]:
 
 
 def test_a_full_log_disk_costs_no_prediction_and_no_written_row(
-    servers: Callable[..., LiveServer], deployed: Client, small_disk: Path, tmp_path: Path
+    servers: Callable[..., LiveServer], deployed_clf: Client, small_disk: Path, tmp_path: Path
 ) -> None:
-    settings = deployed.settings.model_copy(update={"log_dir": small_disk})
+    settings = deployed_clf.settings.model_copy(update={"log_dir": small_disk})
     server = servers(settings, MODELPORT_LOG_DIR=str(small_disk))
     load = Load(server.url, "clf", tmp_path / "load", concurrency=4)
     load.wait_answered()

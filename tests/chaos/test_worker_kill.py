@@ -36,9 +36,9 @@ def established(pid: int, port: int) -> int:
 
 
 def test_a_killed_worker_is_replaced_and_costs_only_its_own_requests(
-    servers: Callable[..., LiveServer], deployed: Client, tmp_path: Path
+    servers: Callable[..., LiveServer], deployed_clf: Client, tmp_path: Path
 ) -> None:
-    server = servers(deployed.settings, MODELPORT_WORKERS="2")
+    server = servers(deployed_clf.settings, MODELPORT_WORKERS="2")
     wait_for(lambda: len(workers_of(server.process.pid, server.port)) == 2, "two workers")
     before = workers_of(server.process.pid, server.port)
 
@@ -69,7 +69,7 @@ def test_a_killed_worker_is_replaced_and_costs_only_its_own_requests(
     assert [a.status_code for a in answers] == [200] * 20
     # The victim's unflushed log rows (at most log_flush_seconds' worth) die with it;
     # every row written before is intact and readable.
-    wait_for(lambda: logged(deployed.settings) >= counts["ok"] + 20 - 500, "the log flushed")
-    lost = counts["ok"] + 20 - logged(deployed.settings)
+    wait_for(lambda: logged(deployed_clf.settings) >= counts["ok"] + 20 - 500, "the log flushed")
+    lost = counts["ok"] + 20 - logged(deployed_clf.settings)
     print(f"log rows lost with the killed worker's buffer: {lost}")
     assert lost >= 0

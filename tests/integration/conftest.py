@@ -12,10 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import pandas as pd
 import pytest
 
-from modelport.client import Client
 from modelport.settings import Settings
 
 
@@ -106,11 +104,3 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
     yield run
     for server in started:
         stop_server(server)
-
-
-@pytest.fixture
-def deployed_clf(client: Client, sklearn_classifier: tuple[Path, pd.DataFrame]) -> Client:
-    path, frame = sklearn_classifier
-    client.register_model("clf", path, owner="ana@example.com", sample_input=frame)
-    client.deploy("clf", "models:/clf/1", env="production")
-    return client

@@ -3,30 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
-import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
 from modelport.client import Client
 from modelport.serving.app import create_app
-
-
-@pytest.fixture
-def deployed(
-    client: Client,
-    sklearn_classifier: tuple[Path, pd.DataFrame],
-    sklearn_regressor: tuple[Path, pd.DataFrame],
-) -> Client:
-    """clf (classifier) and reg (regressor) registered and deployed to production."""
-    clf_path, clf_frame = sklearn_classifier
-    reg_path, reg_frame = sklearn_regressor
-    client.register_model("clf", clf_path, owner="ana@example.com", sample_input=clf_frame)
-    client.register_model("reg", reg_path, owner="bo@example.com", sample_input=reg_frame)
-    client.deploy("clf", "models:/clf/1", env="production")
-    client.deploy("reg", "models:/reg/1", env="production")
-    return client
 
 
 @pytest.fixture
