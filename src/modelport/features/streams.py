@@ -35,6 +35,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
@@ -375,3 +376,71 @@ def require_url(online_store: str, url: str | None) -> str:
             hint="set MODELPORT_STREAM_URL (or MODELPORT_ONLINE_STORE) to a redis:// URL",
         )
     return found
+
+
+#: A consumer group whose readers delivered nothing for this long while events wait
+#: is taken as not running (a running processor reads again within its 1 s block).
+STALE_READER_S = 10.0
+
+
+def stream_status(
+    url: str | None,
+    view: str,
+    stream: str,
+    group: str | None = None,
+    *,
+    stale_after_s: float = STALE_READER_S,
+) -> dict[str, Any]:
+    """Stream view ``view``'s consumer group on ``stream`` at ``url`` (None: no Redis
+    stream configured): backlog, the times its newest and its last delivered events were
+    added, and the processor's ``state``: ``reading`` (events wait, a consumer read in
+    the last ``stale_after_s``), ``caught_up``, ``stopped`` (events wait, nobody reads),
+    ``not_started`` (no group) or ``no_stream``."""
+    import redis
+
+    chosen = group or default_group(view)  # `modelport stream run`'s group
+    body: dict[str, Any] = {"view": view, "stream": stream, "group": chosen}
+    if url is None:
+        return body | {
+            "state": "no_stream",
+            "message": "no Redis stream is configured: events go to the server's in-process queue",
+        }
+    try:
+        backlog = group_backlog(url, stream, chosen)
+        newest, idle_s = group_activity(url, stream, chosen)
+    except redis.ConnectionError as exc:
+        raise Unavailable(
+            f"cannot reach the event stream at {url}: {exc}",
+            hint="check MODELPORT_STREAM_URL (or MODELPORT_ONLINE_STORE) and that Redis runs",
+        ) from None
+    body |= {"newest_event_at": _id_time(newest), "reader_idle_s": idle_s}
+    if backlog is None:
+        return body | {
+            "state": "not_started",
+            "message": f"stream processor not running: {stream} has no consumer group {chosen}",
+            "hint": f"start it: modelport stream run {view}",
+        }
+    body |= {
+        "lag": backlog.lag,
+        "pending": backlog.pending,
+        "length": backlog.length,
+        "consumers": backlog.consumers,
+        "last_delivered_at": _id_time(backlog.last_delivered),
+    }
+    behind = backlog.lag is None or backlog.lag > 0 or backlog.pending > 0
+    stale = idle_s is None or idle_s > stale_after_s
+    if behind and stale:
+        return body | {
+            "state": "stopped",
+            "message": "stream processor not running: events wait and no consumer of "
+            f"{chosen} has read" + ("" if idle_s is None else f" for {idle_s:.0f}s"),
+            "hint": f"start it: modelport stream run {view}",
+        }
+    return body | {"state": "reading" if behind else "caught_up"}
+
+
+def _id_time(stream_id: str | None) -> str | None:
+    """When a Redis stream entry was added: its id's milliseconds, as ISO time."""
+    if not stream_id or stream_id == "0-0":
+        return None
+    return datetime.fromtimestamp(int(stream_id.split("-")[0]) / 1000, UTC).isoformat()

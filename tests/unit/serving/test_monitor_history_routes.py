@@ -121,10 +121,9 @@ def test_stream_status_of_a_stream_view(
 ) -> None:
     import uuid
 
-    from modelport.features.streams import RedisStreamSource, publish
+    from modelport.features.streams import RedisStreamSource, publish, stream_status
     from modelport.features.views import Aggregation, Feature, FeatureView, StreamSource
     from modelport.registry.features import FeatureViewStore
-    from modelport.serving.routes.monitor_history import stream_status
 
     url = "redis://127.0.0.1:6379/0"
     tag = uuid.uuid4().hex[:10]
@@ -159,9 +158,7 @@ def test_stream_status_of_a_stream_view(
         assert (reading["lag"], reading["pending"], reading["length"]) == (2, 0, 5)
         assert reading["state"] == "reading" and reading["consumers"] == 1
         assert reading["last_delivered_at"] <= reading["newest_event_at"]
-        streaming = Client(deployed.settings.model_copy(update={"stream_url": url}))
-        stopped = stream_status(streaming, f"clicks_{tag}", None, stale_after_s=0)
-        streaming.close()
+        stopped = stream_status(url, f"clicks_{tag}", stream, stale_after_s=0)
         assert stopped["state"] == "stopped"
         assert "stream processor not running" in stopped["message"]
         reader.ack([m.id for m in reader.read(10, None)])

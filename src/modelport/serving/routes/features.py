@@ -17,9 +17,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from modelport.errors import InvalidInput, NotFound, PayloadTooLarge
@@ -86,6 +86,27 @@ async def push(request: Request, view: str) -> Response:
     rows, to = parse_push(parse_json(await read_body(request, state.settings.max_body_bytes)))
     result = await asyncio.to_thread(_features(request).push, view, rows, to)  # type: ignore[arg-type]
     return json_response(result)
+
+
+@router.get("/{view}/stream/status")
+async def stream_status(
+    request: Request,
+    view: str,
+    group: Annotated[
+        str | None, Query(description="Consumer group (default: modelport.VIEW).")
+    ] = None,
+) -> Response:
+    """How far a stream view's processor is behind its stream, and whether it reads
+    (what ``modelport stream status VIEW`` prints, and a state for the dashboard)."""
+    from modelport.features.processor import stream_view
+    from modelport.features.streams import stream_status as status_of
+    from modelport.features.streams import stream_url
+
+    features = _features(request)
+    settings = features.client.settings
+    url = stream_url(settings.online_store, settings.stream_url)
+    source = stream_view(features.get_view(view))
+    return json_response(await asyncio.to_thread(status_of, url, view, source.stream, group))
 
 
 @router.get("/{view}/{key}")

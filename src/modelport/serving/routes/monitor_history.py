@@ -1,6 +1,5 @@
 """Monitor history routes: the monitor runs the server kept, one column's live
-histogram beside its reference, model performance over time from delayed labels, and
-how far a stream view's processor is behind its stream.
+histogram beside its reference, and model performance over time from delayed labels.
 
 Read-only and off the hot path; each parses its parameters and calls the store that
 owns the data:
@@ -12,10 +11,7 @@ owns the data:
 - ``GET /v1/endpoints/{e}/monitor/performance?window=&bucket=``: per model version and
   time bucket, the metrics of `modelport.monitoring.performance` over the labelled
   predictions (`modelport.monitoring.labels.LabelStore.performance`), laid out as
-  series for a chart;
-- ``GET /v1/features/{view}/stream/status``: a stream view's consumer group on its
-  Redis stream (what ``modelport stream status VIEW`` prints) and whether its
-  processor is reading.
+  series for a chart.
 """
 
 from __future__ import annotations
@@ -42,9 +38,6 @@ router = APIRouter(prefix="/v1", tags=["monitoring"])
 RUN_FIELDS = ("model", "version", "window", "since", "until", "rows", "drift", "traffic")
 #: Default window of the performance chart: labels arrive late, so look back a week.
 PERFORMANCE_WINDOW = "7d"
-#: A consumer group whose readers delivered nothing for this long while events wait
-#: is taken as not running (a running processor reads again within its 1 s block).
-STALE_READER_S = 10.0
 
 
 def column_histogram(
@@ -271,82 +264,3 @@ async def monitor_performance(
         now=datetime.now(UTC),
     )
     return json_response({"environment": state.settings.env} | body)
-
-
-def stream_status(
-    client: Client, view: str, group: str | None, *, stale_after_s: float = STALE_READER_S
-) -> dict[str, Any]:
-    """A stream view's consumer group on its stream: backlog, the times its newest and
-    its last delivered events were added, and the processor's ``state``: ``reading``
-    (events wait, a consumer read in the last ``stale_after_s``), ``caught_up``,
-    ``stopped`` (events wait, nobody reads), ``not_started`` (no group) or
-    ``no_stream`` (no Redis stream configured)."""
-    from modelport.features.processor import stream_view
-    from modelport.features.streams import default_group, group_activity, group_backlog, stream_url
-    from modelport.registry.features import FeatureViewStore
-
-    settings = client.settings
-    source = stream_view(FeatureViewStore(client.registry.engine).get(view))
-    chosen = group or default_group(view)  # `modelport stream run`'s group
-    body: dict[str, Any] = {"view": view, "stream": source.stream, "group": chosen}
-    url = stream_url(settings.online_store, settings.stream_url)
-    if url is None:
-        return body | {
-            "state": "no_stream",
-            "message": "no Redis stream is configured: events go to the server's in-process queue",
-        }
-    import redis
-
-    try:
-        backlog = group_backlog(url, source.stream, chosen)
-        newest, idle_s = group_activity(url, source.stream, chosen)
-    except redis.ConnectionError as exc:
-        raise Unavailable(
-            f"cannot reach the event stream at {url}: {exc}",
-            hint="check MODELPORT_STREAM_URL (or MODELPORT_ONLINE_STORE) and that Redis runs",
-        ) from None
-    body |= {"newest_event_at": _id_time(newest), "reader_idle_s": idle_s}
-    if backlog is None:
-        return body | {
-            "state": "not_started",
-            "message": f"stream processor not running: {source.stream} has no consumer "
-            f"group {chosen}",
-            "hint": f"start it: modelport stream run {view}",
-        }
-    body |= {
-        "lag": backlog.lag,
-        "pending": backlog.pending,
-        "length": backlog.length,
-        "consumers": backlog.consumers,
-        "last_delivered_at": _id_time(backlog.last_delivered),
-    }
-    behind = backlog.lag is None or backlog.lag > 0 or backlog.pending > 0
-    stale = idle_s is None or idle_s > stale_after_s
-    if behind and stale:
-        return body | {
-            "state": "stopped",
-            "message": "stream processor not running: events wait and no consumer of "
-            f"{chosen} has read" + ("" if idle_s is None else f" for {idle_s:.0f}s"),
-            "hint": f"start it: modelport stream run {view}",
-        }
-    return body | {"state": "reading" if behind else "caught_up"}
-
-
-def _id_time(stream_id: str | None) -> str | None:
-    """When a Redis stream entry was added: its id's milliseconds, as ISO time."""
-    if not stream_id or stream_id == "0-0":
-        return None
-    return datetime.fromtimestamp(int(stream_id.split("-")[0]) / 1000, UTC).isoformat()
-
-
-@router.get("/features/{view}/stream/status")
-async def feature_stream_status(
-    request: Request,
-    view: str,
-    group: Annotated[
-        str | None, Query(description="Consumer group (default: modelport.VIEW).")
-    ] = None,
-) -> Response:
-    """How far a stream view's processor is behind its stream, and whether it reads."""
-    client = app_state(request).client
-    return json_response(await asyncio.to_thread(stream_status, client, view, group))
