@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +17,8 @@ from modelport.settings import Settings
 from tests.receivers import HttpReceiver, Mailbox, running_http, running_mailbox
 
 if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
+
     from modelport.client import Client
 
 PG_ADMIN_URL = os.environ.get(
@@ -141,3 +143,25 @@ def deployed_clf(client: Client, sklearn_classifier: tuple[Path, pd.DataFrame]) 
     client.register_model("clf", path, owner="ana@example.com", sample_input=frame)
     client.deploy("clf", "models:/clf/1", env="production")
     return client
+
+
+@pytest.fixture
+def make_server(deployed: Client) -> Iterator[Callable[..., TestClient]]:
+    """Start the app in-process (lifespan included) with optional setting overrides."""
+    from fastapi.testclient import TestClient
+
+    from modelport.client import Client
+    from modelport.serving.app import create_app
+
+    opened: list[TestClient] = []
+
+    def make(**overrides: object) -> TestClient:
+        settings = deployed.settings.model_copy(update=overrides)
+        test_client = TestClient(create_app(settings, client=Client(settings)))
+        test_client.__enter__()
+        opened.append(test_client)
+        return test_client
+
+    yield make
+    for tc in opened:
+        tc.__exit__(None, None, None)

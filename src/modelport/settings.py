@@ -10,6 +10,7 @@ Example::
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -278,6 +279,11 @@ class Settings(BaseSettings):
     @property
     def base_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+
+def worker_count(settings: Settings) -> int:
+    """The server's worker processes: ``workers``, or one per CPU core when 0."""
+    return settings.workers or os.cpu_count() or 1
 
 
 def normalize_db_url(url: str) -> str:

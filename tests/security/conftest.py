@@ -2,33 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from fastapi.testclient import TestClient
 
 from modelport.client import Client
-from modelport.serving.app import create_app
+
+#: What the security tier's servers run with unless a test says otherwise.
+AUTH_ON = {"auth": "on", "log_sample_rate": 0.0, "monitor_interval_seconds": 0.0}
 
 
 @pytest.fixture
-def make_server(deployed: Client) -> Iterator[Callable[..., TestClient]]:
-    """The app in-process (lifespan included), auth on unless overridden."""
-    opened: list[TestClient] = []
-
-    def make(**overrides: object) -> TestClient:
-        settings = deployed.settings.model_copy(
-            update={"auth": "on", "log_sample_rate": 0.0, "monitor_interval_seconds": 0.0}
-            | overrides
-        )
-        test_client = TestClient(create_app(settings, client=Client(settings)))
-        test_client.__enter__()
-        opened.append(test_client)
-        return test_client
-
-    yield make
-    for tc in opened:
-        tc.__exit__(None, None, None)
+def make_server(make_server: Callable[..., TestClient]) -> Callable[..., TestClient]:
+    """The in-process app of tests/conftest.py, auth on unless overridden."""
+    return lambda **overrides: make_server(**(AUTH_ON | overrides))
 
 
 @pytest.fixture

@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING
 from modelport import errors
 from modelport.registry.keys import ID_LENGTH, PREFIX, ApiKey, KeyStore
 from modelport.serving.fastpath import ASGIApp, Scope, Send, send_reply
-from modelport.serving.http import Message, Receive, Reply, error_reply
+from modelport.serving.http import PROBE_PREFIXES, Message, Receive, Reply, error_reply
 
 if TYPE_CHECKING:
     from modelport.client import Client
@@ -70,7 +70,7 @@ log = logging.getLogger(__name__)
 SCOPE_KEY = "modelport.key"
 #: What a route needs: no key, any valid key, or a scope.
 PUBLIC, ANY = "public", "any"
-_PUBLIC_PREFIXES = ("/ui/", "/health/", "/v2/health/")
+_PUBLIC_PREFIXES = ("/ui/", *PROBE_PREFIXES)
 _READING = frozenset({"GET", "HEAD", "OPTIONS"})
 _CHALLENGE = ("www-authenticate", 'Bearer realm="modelport"')
 _CREATE_HINT = "create one with `modelport keys create NAME --scope predict|read|admin`"

@@ -28,6 +28,7 @@ from modelport.serving import handlers
 from modelport.serving.dataplane import DataPlane
 from modelport.serving.http import (
     INTERNAL,
+    PROBE_PREFIXES,
     Message,
     Receive,
     Reply,
@@ -37,7 +38,7 @@ from modelport.serving.http import (
 )
 from modelport.serving.limits import KEY_SCOPE, RateLimiter, limit_key, request_deadline
 from modelport.serving.metrics import LiveCount, ServingMetrics
-from modelport.serving.server import worker_count
+from modelport.settings import worker_count
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ _INTERNAL = Reply(dumps(INTERNAL), 500, error_code="internal")
 #: An endpoint this server does not serve, in labels: request paths must not mint values.
 UNKNOWN = "-"
 #: Paths never rate limited: probes and scrapes must get through whatever the load.
-UNLIMITED_PREFIXES = ("/v2/health/", "/health/", "/metrics")
+UNLIMITED_PREFIXES = (*PROBE_PREFIXES, "/metrics")
 
 #: (endpoint, model, version, status, error code) of an answer
 _AnswerKey = tuple[str, str, str, int, str]

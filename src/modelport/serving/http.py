@@ -118,6 +118,9 @@ async def validation_error_handler(_request: Request, exc: Exception) -> Respons
     )
 
 
+#: The health probes' routes: open to every caller, never rate limited.
+PROBE_PREFIXES = ("/health/", "/v2/health/")
+
 INTERNAL = {"error": "internal error; the server log has the details", "code": "internal"}
 
 

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelport.errors import InvalidInput
 from modelport.serving.memory import tune_allocator
-from modelport.settings import Settings
+from modelport.settings import Settings, worker_count
 
 if TYPE_CHECKING:
     import uvicorn
@@ -62,10 +62,6 @@ FLUSH_SECONDS = 5.0
 #: ... and never less than this is given to the requests in flight (whole seconds:
 #: uvicorn's setting).
 MIN_REQUEST_SECONDS = 1
-
-
-def worker_count(settings: Settings) -> int:
-    return settings.workers or os.cpu_count() or 1
 
 
 def fresh_metrics_dir(settings: Settings) -> Path:
