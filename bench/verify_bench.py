@@ -40,7 +40,8 @@ def main() -> None:
     import skops.io as sio
     from sklearn.ensemble import RandomForestRegressor
 
-    from modelport.client import Client, load_runtime
+    from modelport.client import Client
+    from modelport.runtimes.loading import load_runtime
     from modelport.settings import Settings
 
     rng = np.random.default_rng(0)

@@ -20,13 +20,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from modelport.artifacts import ArtifactRef, LocalArtifactStore
 from modelport.errors import (
-    ArtifactError,
     InvalidInput,
     ModelportError,
     NotFound,
@@ -45,6 +44,7 @@ from modelport.registry import (
 from modelport.registry.entities import Precomputed
 from modelport.runtimes import detect_flavor, get_runtime, needs_trust, save_model
 from modelport.runtimes.base import LoadContext, Prediction, Runtime
+from modelport.runtimes.loading import load_runtime
 from modelport.safepaths import archive_stem, extract_archive, is_archive
 from modelport.settings import Settings
 from modelport.signature import (
@@ -91,63 +91,9 @@ def output_specs(
     ]
 
 
-RuntimeKind = Literal["native", "compiled"]
-
-
-def compiled_artifact(version: ModelVersion) -> ArtifactRef | None:
-    """The verified ONNX form of a version, if registration produced one."""
-    info = version.compiled or {}
-    if info.get("status") != "compiled":
-        return None
-    return ArtifactRef(sha256=info["sha256"], name=info["name"], size=int(info.get("size", 0)))
-
-
-def runtime_kind(version: ModelVersion, choice: str) -> RuntimeKind:
-    """Which form of ``version`` to serve for a deployment's ``runtime`` choice."""
-    if choice == "native":
-        return "native"
-    if choice == "compiled" or compiled_artifact(version) is not None:
-        return "compiled"
-    return "native"
-
-
 def frame_columns(signature: Signature, frame: pd.DataFrame) -> Columns:
     """Rows of a DataFrame checked against a signature, as a request's would be."""
     return signature.coerce({c: frame[c].to_numpy() for c in frame})
-
-
-def load_runtime(
-    version: ModelVersion,
-    artifacts: LocalArtifactStore,
-    *,
-    kind: RuntimeKind = "native",
-    threads: int = 1,
-    verify: bool = True,
-) -> Runtime:
-    """Load a version's runtime (native or compiled) from the store, checking its hash first."""
-    ref, flavor = version.artifact, version.flavor
-    if kind == "compiled":
-        compiled = compiled_artifact(version)
-        if compiled is None:
-            reason = (version.compiled or {}).get("reason", "it was registered before compiling")
-            raise ArtifactError(
-                f"{version.uri} has no compiled form: {reason}",
-                hint="deploy it with runtime native (or auto)",
-            )
-        ref, flavor = compiled, "onnx"
-    if verify:
-        owner = version.uri if kind == "native" else f"{version.uri} (compiled form)"
-        artifacts.verify(ref, owner=owner)
-    runtime = get_runtime(flavor)
-    runtime.load(
-        LoadContext(
-            path=artifacts.local_path(ref),
-            signature=version.signature,
-            trusted=version.trusted,
-            num_threads=threads,
-        )
-    )
-    return runtime
 
 
 class Client:

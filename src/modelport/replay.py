@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from modelport.client import frame_columns, load_runtime, runtime_kind
+from modelport.client import frame_columns
 from modelport.durations import format_duration, parse_duration
 from modelport.errors import (
     InvalidInput,
@@ -50,6 +50,7 @@ from modelport.monitoring.comparison import (
 from modelport.monitoring.logstore import LogStore, quote
 from modelport.monitoring.records import OK, input_column, output_column
 from modelport.runtimes.base import Prediction, prediction_failed
+from modelport.runtimes.loading import load_runtime, runtime_kind
 from modelport.safepaths import check_url
 from modelport.signature import Columns, Table
 

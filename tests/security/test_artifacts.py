@@ -26,9 +26,10 @@ from modelport.artifacts import LocalArtifactStore, sha256_path
 from modelport.batch.scoring import Scorer
 from modelport.batch.spec import JobSpec
 from modelport.cli.main import app as cli_app
-from modelport.client import TRUSTED_AT_TAG, Client, load_runtime
+from modelport.client import TRUSTED_AT_TAG, Client
 from modelport.errors import ArtifactError, InvalidInput, UntrustedArtifact
 from modelport.registry.batch import BatchStore
+from modelport.runtimes.loading import load_runtime
 from modelport.safepaths import check_local_path, check_location, check_url, extract_archive
 from modelport.signature import Signature
 from modelport.uri import check_name, parse_model_uri
@@ -77,7 +78,7 @@ def stored(client: Client, uri: str) -> Path:
 
 def tamper(client: Client, uri: str) -> None:
     """Change the stored bytes of a version's artifact and of its compiled form."""
-    from modelport.client import compiled_artifact
+    from modelport.runtimes.loading import compiled_artifact
 
     version = client.get_version(uri)
     for ref in (version.artifact, compiled_artifact(version)):
@@ -128,7 +129,7 @@ def test_tampered_compiled_form_is_refused(
     path, frame = sklearn_classifier
     mv = client.register_model("clf", path, sample_input=frame)
     assert mv.compiled is not None and mv.compiled["status"] == "compiled"
-    from modelport.client import compiled_artifact
+    from modelport.runtimes.loading import compiled_artifact
 
     ref = compiled_artifact(mv)
     assert ref is not None

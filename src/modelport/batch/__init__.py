@@ -51,7 +51,7 @@ def predict(
     from modelport.batch import runner
     from modelport.batch.output import Output, fail, finish, new_manifest, open_run
     from modelport.batch.source import resolve
-    from modelport.client import runtime_kind
+    from modelport.runtimes.loading import runtime_kind
 
     runner.check_spec(spec)
     version = client.get_version(spec.model)

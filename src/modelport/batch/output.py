@@ -37,8 +37,8 @@ from modelport.batch.spec import MANIFEST, REJECTS, ChunkRecord, JobSpec, Manife
 from modelport.errors import ArtifactError, Conflict, InvalidInput
 
 if TYPE_CHECKING:
-    from modelport.client import RuntimeKind
     from modelport.registry import ModelVersion
+    from modelport.runtimes.loading import RuntimeKind
 
 #: Output columns with few distinct values (the rest are not dictionary-encoded).
 FEW_VALUES = ("label", "model", "model_version", "source", "column", "reason")
@@ -153,7 +153,7 @@ def new_manifest(
     spec: JobSpec, version: ModelVersion, kind: RuntimeKind, inputs: Inputs, run_id: str | None
 ) -> Manifest:
     """The manifest of a run about to start."""
-    from modelport.client import compiled_artifact
+    from modelport.runtimes.loading import compiled_artifact
 
     compiled = compiled_artifact(version) if kind == "compiled" else None
     if kind == "compiled" and compiled is None:

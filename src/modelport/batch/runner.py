@@ -23,8 +23,11 @@ import contextlib
 import multiprocessing
 import os
 import shutil
+import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -34,14 +37,13 @@ import pyarrow as pa
 from modelport import errors
 from modelport.batch.output import Output, count, part_name, rejects_name, write_table
 from modelport.batch.progress import Progress, Silent
-from modelport.batch.scoring import Scorer, input_columns, text_columns
-from modelport.batch.source import Chunk, Inputs, resolve
+from modelport.batch.scoring import Scorer, ScorerPlan, input_columns, text_columns
+from modelport.batch.source import Chunk, Inputs, Span, resolve
 from modelport.batch.spec import ChunkRecord, JobSpec, Manifest
 from modelport.errors import InvalidInput, ModelportError
 
 if TYPE_CHECKING:
     from modelport.client import Client
-    from modelport.settings import Settings
 
 #: Chunks waiting or being scored per worker process.
 IN_FLIGHT_PER_WORKER = 2
@@ -150,48 +152,50 @@ def run_local(
     inputs = inputs or resolve(spec.input)
     output = Output(spec.output)
     spec = spec.with_(model=f"models:/{manifest.model}/{manifest.version}")
-    version = client.get_version(spec.model)
-    signature = version.signature
-    views = [client.features.get_view(name) for name in spec.features]
-    columns = input_columns(spec, signature, views)
-    inputs.check_columns(columns, what="the model's signature and the job's options need")
-    texts = text_columns(signature)
+    plan = ScorerPlan.make(client, spec, now=datetime.fromisoformat(manifest.started_at))
     done = {c.index for c in manifest.chunks}
-    progress = progress or Silent()
-    total = inputs.rows_total
-    progress.start(
-        rows_total=total,
-        bytes_total=inputs.bytes_total,
-        rows_done=manifest.rows_in,
-        bytes_done=int(inputs.bytes_total * manifest.rows_in / total) if total else 0,
-    )
-    book = Book(output, manifest, progress)
-    chunks = inputs.chunks(spec.chunk_rows, columns, text_columns=texts, skip=done)
-    now = datetime.fromisoformat(manifest.started_at)
     workers = spec.workers or os.cpu_count() or 1
-    if total is not None:
+    if inputs.rows_total is not None:
         left = sum(f.chunk_count(spec.chunk_rows) or 0 for f in inputs.files) - len(done)
         workers = max(1, min(workers, left))
+    signature = plan.version.signature
+    columns = input_columns(spec, signature, [view for view, _ in plan.views])
+    # Worker processes start now: their imports and model loads overlap what follows.
+    pool = _start_pool(plan, workers, Reader(inputs, columns)) if workers > 1 else None
+    progress = progress or Silent()
     try:
-        if workers == 1:
-            _in_process(client.settings, spec, now, output, chunks, book)
+        inputs.check_columns(columns, what="the model's signature and the job's options need")
+        total = inputs.rows_total
+        progress.start(
+            rows_total=total,
+            bytes_total=inputs.bytes_total,
+            rows_done=manifest.rows_in,
+            bytes_done=int(inputs.bytes_total * manifest.rows_in / total) if total else 0,
+        )
+        book = Book(output, manifest, progress)
+        texts = text_columns(signature)
+        chunks = inputs.chunks(spec.chunk_rows, columns, text_columns=texts, skip=done)
+        spans = inputs.spans(spec.chunk_rows, done) if pool is not None else None
+        if pool is None:
+            _in_process(plan, output, chunks, book)
+        elif spans is not None and len(spans) >= IN_FLIGHT_PER_WORKER * workers:
+            # Row groups small enough to share out: each worker reads what it scores.
+            _in_workers(pool, workers, _span_tasks(spans, done), book)
         else:
-            flavor = "onnx" if manifest.runtime == "compiled" else version.flavor
-            _in_workers(client.settings, spec, now, workers, flavor, chunks, book)
+            spool = _spool_folder()
+            try:
+                _in_workers(pool, workers, _chunk_tasks(chunks, spool), book)
+            finally:
+                shutil.rmtree(spool, ignore_errors=True)
     finally:
         progress.close()
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
     return manifest
 
 
-def _in_process(
-    settings: Settings,
-    spec: JobSpec,
-    now: datetime,
-    output: Output,
-    chunks: Any,
-    book: Book,
-) -> None:
-    scorer = Scorer.open(settings, spec, now=now)
+def _in_process(plan: ScorerPlan, output: Output, chunks: Iterable[Chunk], book: Book) -> None:
+    scorer = plan.load()
     try:
         for chunk in chunks:
             book.add(score_chunk(scorer, output, chunk), chunk.bytes)
@@ -199,30 +203,58 @@ def _in_process(
         scorer.close()
 
 
-def _in_workers(
-    settings: Settings,
-    spec: JobSpec,
-    now: datetime,
-    workers: int,
-    flavor: str,
-    chunks: Any,
-    book: Book,
-) -> None:
-    context = _context(flavor)
-    spool = _spool_folder()
-    pending: dict[cf.Future[Any], int] = {}
+def _start_pool(plan: ScorerPlan, workers: int, reader: Reader) -> cf.ProcessPoolExecutor:
+    """A pool of ``workers`` processes, each loading ``plan``'s scorer as it starts.
+
+    The processes are started on a thread of their own: the fork server's imports
+    and the model loads then run while this process reads the first chunks.
+    """
+    flavor = "onnx" if plan.kind == "compiled" else plan.version.flavor
     pool = cf.ProcessPoolExecutor(
-        workers,
-        mp_context=context,
-        initializer=_start_worker,
-        initargs=(settings, spec, now),
+        workers, mp_context=_context(flavor), initializer=_start_worker, initargs=(plan, reader)
     )
+    threading.Thread(
+        target=_spawn, args=(pool, workers), name="modelport-batch-spawn", daemon=True
+    ).start()
+    return pool
+
+
+def _spawn(pool: cf.ProcessPoolExecutor, workers: int) -> None:
+    # The pool starts a process for each task it cannot hand to an idle one.
+    with contextlib.suppress(RuntimeError, cf.process.BrokenProcessPool):
+        for _ in range(workers):
+            pool.submit(_ready)
+
+
+def _ready() -> None:
+    """A task that only makes the pool start a process."""
+
+
+#: What `_in_workers` submits: a function of the worker module and its arguments.
+Task = tuple[Callable[..., "Done"], tuple[Any, ...]]
+
+
+def _span_tasks(spans: list[Span], done: set[int]) -> Iterator[Task]:
+    for span in spans:
+        yield _score_span, (span, {i for i in span.indices if i in done})
+
+
+def _chunk_tasks(chunks: Iterable[Chunk], spool: str) -> Iterator[Task]:
+    """Chunks read here, handed over as Arrow IPC files in ``spool`` that the worker
+    memory-maps (and removes)."""
+    for chunk in chunks:
+        path = os.path.join(spool, f"chunk-{chunk.index:06d}.arrow")
+        _spool(chunk.table, path)
+        yield _score_spooled, (path, chunk.index, chunk.source, chunk.offset, chunk.bytes)
+
+
+def _in_workers(
+    pool: cf.ProcessPoolExecutor, workers: int, tasks: Iterator[Task], book: Book
+) -> None:
+    pending: set[cf.Future[Done]] = set()
     try:
-        for chunk in chunks:
-            path = os.path.join(spool, f"chunk-{chunk.index:06d}.arrow")
-            _spool(chunk.table, path)
-            task = pool.submit(_score_spooled, path, chunk.index, chunk.source, chunk.offset)
-            pending[task] = chunk.bytes
+        for function, args in tasks:
+            pending.add(pool.submit(function, *args))
             if len(pending) >= IN_FLIGHT_PER_WORKER * workers:
                 _collect(pending, book, cf.FIRST_COMPLETED)
         while pending:
@@ -235,34 +267,43 @@ def _in_workers(
         ) from None
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-        shutil.rmtree(spool, ignore_errors=True)
 
 
 def _context(flavor: str) -> Any:
     """Workers start from a fork server (a clean process: this one's threads and open
     connections stay here) that has imported the scoring code and the flavor's library
-    once; forked workers share those pages instead of importing them again."""
+    once; forked workers share those pages instead of importing them again.
+
+    The server also imports the Modelport modules this process has loaded (those of
+    the ``modelport`` command, for one): multiprocessing runs the main module again in
+    every new process, and that is then a lookup, not an import of the whole CLI per
+    worker.
+    """
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
-    modules = ["modelport.batch.runner", "modelport.client", *PRELOAD.get(flavor, ())]
-    context.set_forkserver_preload(modules)
+    main = getattr(getattr(sys.modules.get("__main__"), "__spec__", None), "name", None)
+    loaded = sorted(m for m in list(sys.modules) if m.startswith("modelport.") and m != main)
+    context.set_forkserver_preload(["modelport.batch.runner", *loaded, *PRELOAD.get(flavor, ())])
     return context
 
 
-def _collect(pending: dict[cf.Future[Any], int], book: Book, when: str) -> None:
+def _collect(pending: set[cf.Future[Done]], book: Book, when: str) -> None:
     """Record the chunks that finished; then raise the first error among them (so the
     chunks that did finish are in the manifest for a resumed run)."""
-    finished, _ = cf.wait(list(pending), return_when=when)
+    finished, _ = cf.wait(pending, return_when=when)
     failures: list[Failure | BaseException] = []
     for task in finished:
-        size = pending.pop(task)
+        pending.discard(task)
         error = task.exception()
-        result = task.result() if error is None else None
-        if isinstance(result, ChunkRecord):
-            book.add(result, size)
-        else:
-            failures.append(result if isinstance(result, Failure) else error)  # type: ignore[arg-type]
+        if error is not None:
+            failures.append(error)
+            continue
+        done = task.result()
+        for record, size in done.records:
+            book.add(record, size)
+        if done.failure is not None:
+            failures.append(done.failure)
     if failures:
         first = failures[0]
         raise first.error() if isinstance(first, Failure) else first
@@ -270,13 +311,23 @@ def _collect(pending: dict[cf.Future[Any], int], book: Book, when: str) -> None:
 
 def _spool_folder() -> str:
     """A new temporary folder for chunks on their way to the workers, named after this
-    process; folders of processes that are gone (killed runs) are removed first."""
-    root = tempfile.gettempdir()
+    process, in memory where the system has a tmpfs (``/dev/shm``); folders of processes
+    that are gone (killed runs) are removed first."""
+    root = _spool_root()
     for name in os.listdir(root):
         owner = name.split("-")[2] if name.startswith(SPOOL_PREFIX) else ""
         if owner.isdigit() and not _alive(int(owner)):
             shutil.rmtree(os.path.join(root, name), ignore_errors=True)
-    return tempfile.mkdtemp(prefix=f"{SPOOL_PREFIX}{os.getpid()}-")
+    return tempfile.mkdtemp(prefix=f"{SPOOL_PREFIX}{os.getpid()}-", dir=root)
+
+
+def _spool_root() -> str:
+    """``/dev/shm`` when it is a writable folder (a chunk there is never written to a
+    disk), else the system's temporary folder. At most two chunks per worker wait."""
+    shm = "/dev/shm"
+    if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK):
+        return shm
+    return tempfile.gettempdir()
 
 
 def _alive(pid: int) -> bool:
@@ -317,35 +368,69 @@ class Failure:
 
 
 @dataclass
+class Done:
+    """What a worker's task gives back: the chunks it recorded (with the input bytes
+    each accounts for), then the error that stopped it, if one did."""
+
+    records: list[tuple[ChunkRecord, int]]
+    failure: Failure | None = None
+
+
+@dataclass(frozen=True)
+class Reader:
+    """What a worker needs to read spans itself: the resolved input and the columns."""
+
+    inputs: Inputs
+    columns: list[str]
+
+
+@dataclass
 class _Worker:
-    scorer: Scorer | None
-    output: Output | None
-    failure: Failure | None
+    scorer: Scorer | None = None
+    output: Output | None = None
+    reader: Reader | None = None
+    failure: Failure | None = None
 
 
-_WORKER = _Worker(None, None, None)
+_WORKER = _Worker()
 
 
-def _start_worker(settings: Settings, spec: JobSpec, now: datetime) -> None:
-    """Open the process's scorer once; an error is kept and returned by every task."""
+def _start_worker(plan: ScorerPlan, reader: Reader) -> None:
+    """Load the process's scorer once; an error is kept and returned by every task."""
+    _WORKER.reader = reader
     try:
-        _WORKER.scorer = Scorer.open(settings, spec, now=now)
-        _WORKER.output = Output(spec.output)
+        _WORKER.scorer = plan.load()
+        _WORKER.output = Output(plan.spec.output)
     except ModelportError as exc:
         _WORKER.failure = Failure.of(exc)
 
 
-def _score_spooled(path: str, index: int, source: str, offset: int) -> ChunkRecord | Failure:
+def _score_span(span: Span, skip: set[int]) -> Done:
+    """Read and score the chunks of ``span`` (those not in ``skip``)."""
+    if _WORKER.failure is not None:
+        return Done([], _WORKER.failure)
+    scorer, output, reader = _WORKER.scorer, _WORKER.output, _WORKER.reader
+    assert scorer is not None and output is not None and reader is not None
+    done = Done([])
+    try:
+        for chunk in reader.inputs.read_span(span, scorer.spec.chunk_rows, reader.columns, skip):
+            done.records.append((score_chunk(scorer, output, chunk), chunk.bytes))
+    except ModelportError as exc:
+        done.failure = Failure.of(exc)
+    return done
+
+
+def _score_spooled(path: str, index: int, source: str, offset: int, size: int) -> Done:
     try:
         if _WORKER.failure is not None:
-            return _WORKER.failure
+            return Done([], _WORKER.failure)
         assert _WORKER.scorer is not None and _WORKER.output is not None
         with pa.memory_map(path) as source_file:
             table = pa.ipc.open_file(source_file).read_all()
             chunk = Chunk(index, source, offset, table)
-            return score_chunk(_WORKER.scorer, _WORKER.output, chunk)
+            return Done([(score_chunk(_WORKER.scorer, _WORKER.output, chunk), size)])
     except ModelportError as exc:
-        return Failure.of(exc)
+        return Done([], Failure.of(exc))
     finally:
         with contextlib.suppress(OSError):
             os.unlink(path)

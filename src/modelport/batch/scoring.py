@@ -34,6 +34,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -46,12 +47,15 @@ from modelport.batch.spec import JobSpec
 from modelport.errors import InvalidInput, ModelportError, PredictionFailed, SignatureMismatch
 from modelport.features.enrich import output_columns
 from modelport.features.views import FeatureView
+from modelport.monitoring import arrays
 from modelport.signature import ColumnSpec, Signature
 
 if TYPE_CHECKING:
-    from modelport.client import RuntimeKind
+    from modelport.artifacts import LocalArtifactStore
+    from modelport.client import Client
     from modelport.registry import ModelVersion
     from modelport.runtimes.base import Prediction, Runtime
+    from modelport.runtimes.loading import RuntimeKind
     from modelport.settings import Settings
 
 #: Columns every output has besides the id columns and the model's outputs.
@@ -95,6 +99,52 @@ class RowError:
     reason: str
 
 
+@dataclass(frozen=True)
+class ScorerPlan:
+    """What a `Scorer` needs, resolved from the registry once: the version, the form
+    to run, where its artifacts are, the feature views and their offline folders.
+    Worker processes receive it (it pickles) and load from it with no registry access.
+    """
+
+    spec: JobSpec
+    version: ModelVersion
+    kind: RuntimeKind
+    artifacts: LocalArtifactStore
+    views: tuple[tuple[FeatureView, Path], ...]
+    now: datetime
+
+    @classmethod
+    def make(cls, client: Client, spec: JobSpec, *, now: datetime | None = None) -> ScorerPlan:
+        """Resolve ``spec.model`` and ``spec.features``; ``now`` is when "latest"
+        feature values are taken (default: now)."""
+        from modelport.runtimes.loading import runtime_kind
+
+        version = client.get_version(spec.model)
+        views = tuple(
+            (batch_view(client.features.get_view(name)), client.features.offline_dir(name))
+            for name in spec.features
+        )
+        return cls(
+            spec=spec,
+            version=version,
+            kind=runtime_kind(version, spec.runtime),
+            artifacts=client.artifacts,
+            views=views,
+            now=now or datetime.now(UTC),
+        )
+
+    def load(self) -> Scorer:
+        """The scorer: the runtime loaded (hash-checked, one thread), the views read."""
+        from modelport.runtimes.loading import load_runtime
+
+        joins = [
+            FeatureJoin.open(view, folder, at_column=self.spec.at_column, now=self.now)
+            for view, folder in self.views
+        ]
+        runtime = load_runtime(self.version, self.artifacts, kind=self.kind, threads=1)
+        return Scorer(self.spec, self.version, self.kind, runtime, joins)
+
+
 class Scorer:
     """One model version and the job's feature views, ready to score chunks.
 
@@ -123,25 +173,14 @@ class Scorer:
         """Resolve ``spec.model``, load its runtime once (hash-checked, one thread) and
         the feature views ``spec.features`` names; ``now`` is when "latest" feature
         values are taken (default: now)."""
-        from modelport.client import Client, load_runtime, runtime_kind
+        from modelport.client import Client
 
         client = Client(settings)
         try:
-            version = client.get_version(spec.model)
-            kind = runtime_kind(version, spec.runtime)
-            joins = [
-                FeatureJoin.open(
-                    batch_view(client.features.get_view(name)),
-                    client.features.offline_dir(name),
-                    at_column=spec.at_column,
-                    now=now or datetime.now(UTC),
-                )
-                for name in spec.features
-            ]
-            runtime = load_runtime(version, client.artifacts, kind=kind, threads=1)
+            plan = ScorerPlan.make(client, spec, now=now)
         finally:
             client.close()
-        return cls(spec, version, kind, runtime, joins)
+        return plan.load()
 
     def close(self) -> None:
         self.runtime.unload()
@@ -326,8 +365,8 @@ class Scorer:
             types = {o.name: _output_type(o.type, o.shape) for o in self.signature.outputs}
             for name, values in prediction.outputs.items():
                 columns[name] = _arrow_output(np.asarray(values), types.get(name))
-        columns["model"] = pa.repeat(pa.scalar(self.version.name), n)
-        columns["model_version"] = pa.repeat(pa.scalar(self.version.version, pa.int64()), n)
+        columns["model"] = arrays.repeated(self.version.name, n)
+        columns["model_version"] = arrays.repeated(self.version.version, n, pa.int64())
         return pa.table(columns)
 
 
@@ -344,9 +383,9 @@ def _numpy(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
     if pa.types.is_dictionary(kind):
         column = column.cast(kind.value_type)
         kind = kind.value_type
-    numeric = pa.types.is_integer(kind) or pa.types.is_boolean(kind)
-    if pa.types.is_floating(kind) or (numeric and column.null_count == 0):
-        return column.to_numpy(zero_copy_only=False)
+    values = arrays.to_numpy(column)  # no pandas import (Arrow's own to_numpy loads it)
+    if values is not None:
+        return values
     return np.array(column.to_pylist(), dtype=object)
 
 
@@ -432,13 +471,21 @@ def _output_type(kind: str, shape: Sequence[int]) -> pa.DataType:
 
 
 def _arrow_output(values: np.ndarray, kind: pa.DataType | None) -> pa.Array:
-    """One output as an Arrow column: 1-D as it is, 2-D as a list per row."""
+    """One output as an Arrow column: 1-D as it is, 2-D as a list per row. Numbers keep
+    their NaN (a model's NaN is its answer, not a missing one)."""
     if values.ndim == 2:
-        flat = pa.array(values.reshape(-1))
-        offsets = pa.array(np.arange(0, values.size + 1, values.shape[1], dtype=np.int32))
-        array: pa.Array = pa.ListArray.from_arrays(offsets, flat)
+        flat = values.reshape(-1)
+        items = (
+            arrays.numbers(flat, nan_is_null=False)
+            if flat.dtype.kind in "fiub"
+            else arrays.values(flat)
+        )
+        sizes = np.full(len(values), values.shape[1], np.int32)
+        array: pa.Array = arrays.list_array(sizes, items)
+    elif values.dtype.kind in "fiub":
+        array = arrays.numbers(values, nan_is_null=False)
     else:
-        array = pa.array(values if values.dtype != object else values.tolist())
+        array = arrays.values(values)
     if kind is not None and array.type != kind:
         cast = _cast(array, kind)
         array = cast if cast is not None else array

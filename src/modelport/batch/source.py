@@ -14,6 +14,11 @@ first one. CSV columns the model's signature names are read as text and turned i
 the signature's types per row by the scorer, so a cell that is not a number is a bad row
 named by file, line and column, never a failed read.
 
+Parquet chunks can also be read where they are scored: `Inputs.spans` groups them by
+the row group each starts in (a reader decodes from a row group's start, so a span
+never makes it decode rows twice, but for the part of a chunk that crosses into the
+group), and `Inputs.read_span` reads one span's chunks.
+
 Example::
 
     inputs = resolve("data/*.parquet")
@@ -27,6 +32,7 @@ from __future__ import annotations
 import csv
 import glob as globbing
 import io
+import itertools
 from collections.abc import Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
@@ -141,6 +147,22 @@ class Chunk:
     bytes: int = 0  # the share of the input's bytes this chunk accounts for
 
 
+@dataclass(frozen=True)
+class Span:
+    """Chunks ``start`` to ``start + count - 1`` of the file at ``file`` in
+    `Inputs.files`, all starting in one of its row groups. ``first_index`` is the
+    file's first chunk's index across the input."""
+
+    file: int
+    first_index: int
+    start: int
+    count: int
+
+    @property
+    def indices(self) -> range:
+        return range(self.first_index + self.start, self.first_index + self.start + self.count)
+
+
 @dataclass
 class Inputs:
     """The resolved input: a filesystem and its files, in order."""
@@ -221,6 +243,43 @@ class Inputs:
                     yield Chunk(index, file.path, offset, table, size)
             first += count if count is not None else seen
 
+    def spans(self, chunk_rows: int, skip: Container[int] = ()) -> list[Span] | None:
+        """Every chunk not all in ``skip``, as spans: those of one file that start in
+        one row group. None when a file is CSV (its rows are known only by reading it).
+        """
+        if any(f.format != "parquet" or f.rows is None for f in self.files):
+            return None
+        spans: list[Span] = []
+        first = 0  # the index of the file's first chunk
+        for position, file in enumerate(self.files):
+            count = file.chunk_count(chunk_rows) or 0
+            meta = self._parquet_file(file).metadata
+            group_start = 0
+            for group in range(meta.num_row_groups):
+                group_end = group_start + meta.row_group(group).num_rows
+                start = -(-group_start // chunk_rows)  # the first chunk starting in it
+                stop = min(count, -(-group_end // chunk_rows))
+                if start < stop and any(first + k not in skip for k in range(start, stop)):
+                    spans.append(Span(position, first, start, stop - start))
+                group_start = group_end
+            first += count
+        return spans
+
+    def read_span(
+        self, span: Span, chunk_rows: int, columns: Sequence[str], skip: Container[int] = ()
+    ) -> Iterator[Chunk]:
+        """The chunks of ``span`` not in ``skip``, read as `chunks` reads them."""
+        file = self.files[span.file]
+        own = self._own_columns(file)
+        wanted = [c for c in columns if c in own]
+        tables = self._parquet_tables(
+            file, chunk_rows, wanted, span.first_index, skip, start=span.start, count=span.count
+        )
+        for offset, table, size in tables:
+            index = span.first_index + offset // chunk_rows
+            if index not in skip:
+                yield Chunk(index, file.path, offset, _with_partition(table, file, columns), size)
+
     # -- Parquet -------------------------------------------------------------------
 
     def _parquet_file(self, file: InputFile) -> pq.ParquetFile:
@@ -246,14 +305,23 @@ class Inputs:
         columns: list[str],
         first_index: int,
         skip: Container[int],
+        *,
+        start: int = 0,
+        count: int | None = None,
     ) -> Iterator[tuple[int, pa.Table, int]]:
+        """(offset, rows, bytes) of the file's chunks ``start`` on (``count`` of them,
+        or to the end); leading chunks in ``skip`` are not read."""
         parquet = self._parquet_file(file)
         meta = parquet.metadata
+        total = file.chunk_count(chunk_rows) or 0
+        stop = total if count is None else min(total, start + count)
         # Start at the row group holding the first chunk still to do: nothing before
         # it is decoded.
-        first = 0
-        while first_index + first in skip and first < (file.chunk_count(chunk_rows) or 0):
+        first = start
+        while first < stop and first_index + first in skip:
             first += 1
+        if first >= stop:
+            return
         start_row = first * chunk_rows
         group, group_start = 0, 0
         while group < meta.num_row_groups and group_start + meta.row_group(group).num_rows <= (
@@ -270,7 +338,7 @@ class Inputs:
         per_row = file.bytes / max(1, file.rows or 1)
         tables = _rechunk(_dropping(_guarded(batches, file), start_row - group_start), chunk_rows)
         offset = start_row
-        for table in tables:
+        for table in itertools.islice(tables, stop - first):
             yield offset, table, int(per_row * table.num_rows)
             offset += table.num_rows
 

@@ -6,6 +6,8 @@ predictions. The prediction log builds its arrays here instead, with
 ``pa.Array.from_buffers``: zero-copy for contiguous numbers, one join for strings, and
 pandas is never imported.
 
+`to_numpy` goes the other way, for the same reason (``Array.to_numpy`` loads pandas too).
+
 Example::
 
     numbers(np.array([1.0, np.nan]))  # float64 [1, null]
@@ -27,8 +29,9 @@ _WIDE = {"f": np.float64, "i": np.int64, "u": np.int64, "b": np.bool_}
 _STRING = pa.string()
 
 
-def numbers(values: np.ndarray) -> pa.Array:
-    """A 1-D float (NaN -> null), integer or boolean array, its dtype kept."""
+def numbers(values: np.ndarray, *, nan_is_null: bool = True) -> pa.Array:
+    """A 1-D float (NaN -> null, unless told otherwise), integer or boolean array, its
+    dtype kept."""
     kind = values.dtype.kind
     if kind == "b":
         return booleans(values)
@@ -36,12 +39,36 @@ def numbers(values: np.ndarray) -> pa.Array:
         raise TypeError(f"not a numeric array: dtype {values.dtype}")
     values = np.ascontiguousarray(values)
     validity, nulls = None, 0
-    if kind == "f":
+    if kind == "f" and nan_is_null:
         missing = np.isnan(values)
         if missing.any():
             validity, nulls = _bitmap(~missing), int(missing.sum())
     type_ = pa.from_numpy_dtype(values.dtype)
     return pa.Array.from_buffers(type_, len(values), [validity, pa.py_buffer(values)], nulls)
+
+
+def to_numpy(column: pa.Array) -> np.ndarray | None:
+    """A numeric Arrow array as numpy, without a copy where its layout allows: floats
+    with NaN for nulls, integers and booleans without nulls; None for anything else."""
+    kind = column.type
+    n, offset = len(column), column.offset
+    floating, integer = pa.types.is_floating(kind), pa.types.is_integer(kind)
+    if (floating or integer) and (floating or column.null_count == 0):
+        dtype = np.dtype(kind.to_pandas_dtype())
+        validity, data = column.buffers()[:2]
+        values = np.frombuffer(data, dtype=dtype, count=offset + n)[offset:]
+        if floating and column.null_count:
+            values = np.where(_unpack(validity, offset, n), values, np.nan)
+        return values
+    if pa.types.is_boolean(kind) and column.null_count == 0:
+        return _unpack(column.buffers()[1], offset, n)
+    return None
+
+
+def _unpack(bits: pa.Buffer, offset: int, n: int) -> np.ndarray:
+    """Arrow's little-endian bitmap as a bool array of ``n`` from bit ``offset``."""
+    packed = np.frombuffer(bits, dtype=np.uint8)
+    return np.unpackbits(packed, bitorder="little")[offset : offset + n].astype(np.bool_)
 
 
 def wide(values: np.ndarray) -> np.ndarray:

@@ -1,4 +1,10 @@
-"""The model registry: models, versions, aliases, deployments (see `store.Registry`)."""
+"""The model registry: models, versions, aliases, deployments (see `store.Registry`).
+
+`Registry` is imported on first use, so that code which only handles the entities (a
+batch worker unpickling a `ModelVersion`) does not load the database layer.
+"""
+
+from typing import TYPE_CHECKING, Any
 
 from modelport.registry.entities import (
     Deployment,
@@ -11,7 +17,18 @@ from modelport.registry.entities import (
     ServingOptions,
     Variant,
 )
-from modelport.registry.store import Registry
+
+if TYPE_CHECKING:
+    from modelport.registry.store import Registry
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Registry":
+        from modelport.registry.store import Registry
+
+        return Registry
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Deployment",

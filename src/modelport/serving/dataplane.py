@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 from modelport.artifacts import LocalArtifactStore
 from modelport.breaker import CircuitBreaker
 from modelport.breaker import Observer as BreakerObserver
-from modelport.client import RuntimeKind, load_runtime, runtime_kind
 from modelport.errors import InvalidInput, ModelportError, NotFound, PayloadTooLarge, Unavailable
 from modelport.features.enrich import Enricher
 from modelport.features.online import MemoryStore, open_store
@@ -37,6 +36,7 @@ from modelport.monitoring.records import label_text, new_prediction_ids
 from modelport.registry import Deployment, ModelVersion, Registry, Routing, ServingOptions
 from modelport.registry.features import FeatureViewStore
 from modelport.runtimes.base import Prediction, Runtime
+from modelport.runtimes.loading import RuntimeKind, load_runtime, runtime_kind
 from modelport.serving.batcher import Batcher, BatchingConfig, BatchObserver, BatchStats
 from modelport.serving.pool import ModelPool, VersionKey
 from modelport.serving.router import Router

@@ -255,3 +255,72 @@ def test_a_rerun_with_publish_publishes_a_run_found_in_place(
     again = predict(client, spec)  # nothing to score, but still the run to publish
     assert again.run_id == first.run_id
     assert current(client, "scores").run_id == first.run_id
+
+
+@pytest.fixture
+def grouped(data: Path, tmp_path: Path) -> Path:
+    """The same rows as ``data``, written in row groups of 150: five spans of chunks."""
+    folder = tmp_path / "grouped"
+    folder.mkdir()
+    for part in sorted(data.iterdir()):
+        pq.write_table(pq.read_table(part), folder / part.name, row_group_size=150)
+    return folder
+
+
+def test_workers_reading_their_own_row_groups_score_as_the_chunks_sent_to_them(
+    client: Client, clf: str, data: Path, grouped: Path, tmp_path: Path
+) -> None:
+    from modelport.batch.source import resolve
+
+    spans = resolve(str(grouped)).spans(100)
+    assert spans is not None and len(spans) == 5  # enough to share out: workers read
+    assert resolve(str(data)).spans(100) is not None  # one row group a file: 3 spans, too few
+    sent = predict(client, job(data, tmp_path / "sent", workers=2))
+    read = predict(client, job(grouped, tmp_path / "read", workers=2))
+    assert [(c.index, c.offset, c.rows_in) for c in read.chunks] == [
+        (c.index, c.offset, c.rows_in) for c in sent.chunks
+    ]
+    assert [c.sha256 for c in read.chunks] == [c.sha256 for c in sent.chunks]
+    table = scored(tmp_path / "read")
+    want = expected(client, data)
+    assert table.column("id").to_pylist() == want["id"].tolist()
+    assert table.column("label").to_pylist() == want["label"].tolist()
+
+
+def test_a_bad_row_in_a_span_keeps_the_chunks_before_it(
+    client: Client, clf: str, grouped: Path, tmp_path: Path
+) -> None:
+    frame = pq.read_table(grouped / "part-1.parquet").to_pandas()
+    frame.loc[frame.index[120], "c"] = np.nan  # chunk 4, the second of its file's first span
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    pq.write_table(table, grouped / "part-1.parquet", row_group_size=150)
+    out = tmp_path / "out"
+    with pytest.raises(InvalidInput) as caught:
+        predict(client, job(grouped, out, workers=2))
+    assert caught.value.message.startswith(
+        f"{grouped / 'part-1.parquet'}, row 121: column 'c' has a missing value"
+    )
+    failed = manifest_of(out)
+    assert failed.status == "failed"
+    assert 3 in {c.index for c in failed.chunks}  # the span's first chunk is recorded
+    assert 4 not in {c.index for c in failed.chunks}
+
+
+def test_a_resume_reads_the_spans_left_and_ends_as_a_whole_run(
+    client: Client, clf: str, grouped: Path, tmp_path: Path
+) -> None:
+    whole = predict(client, job(grouped, tmp_path / "whole", workers=2))
+    out = tmp_path / "out"
+    predict(client, job(grouped, out, workers=2))
+    killed = manifest_of(out)
+    killed.status, killed.finished_at = "running", None
+    # chunk 3 (first of its span) is missing, chunk 4 (the span's second) is done
+    killed.chunks = [c for c in killed.chunks if c.index in (0, 1, 2, 4, 6, 7)]
+    Output(str(out)).write_manifest(killed)
+    (out / "part-000003.parquet").unlink()
+    kept = (out / "part-000004.parquet").stat().st_mtime_ns
+    resumed = predict(client, job(grouped, out, workers=2), resume=True)
+    assert (out / "part-000004.parquet").stat().st_mtime_ns == kept  # read, not redone
+    assert [(c.index, c.sha256) for c in resumed.chunks] == [
+        (c.index, c.sha256) for c in whole.chunks
+    ]

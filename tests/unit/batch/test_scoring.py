@@ -18,12 +18,13 @@ from fastapi.testclient import TestClient
 from modelport.batch.joins import FeatureJoin
 from modelport.batch.scoring import Scorer
 from modelport.batch.spec import JobSpec
-from modelport.client import Client, load_runtime
+from modelport.client import Client
 from modelport.errors import InvalidInput, NotFound
 from modelport.features.api import Features
 from modelport.features.online import MemoryStore
 from modelport.features.views import BatchSource, Feature, FeatureView
 from modelport.registry import DeploymentSpec, ModelVersion
+from modelport.runtimes.loading import load_runtime
 from modelport.serving.app import create_app
 
 NOW = datetime.now(UTC).replace(microsecond=0)

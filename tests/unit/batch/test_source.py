@@ -141,3 +141,39 @@ def test_object_store_urls_through_fsspec(tmp_path: Path) -> None:
         f"file://{tmp_path / 'x.csv'}" if (tmp_path / "x.csv").write_text("a\n1\n") else ""
     )
     assert local.files[0].path == str(tmp_path / "x.csv")
+
+
+def test_spans_hold_the_chunks_starting_in_each_row_group_and_read_as_chunks_do(
+    tmp_path: Path,
+) -> None:
+    write_parts(tmp_path / "data", [95, 30], row_group_size=20)
+    inputs = resolve(str(tmp_path / "data"))
+    every = list(inputs.chunks(10, ["id"]))
+    spans = inputs.spans(30)
+    assert spans is not None
+    # row groups of 20 rows, chunks of 30: chunk starts 0, 30, 60, 90 fall in groups
+    # 0, 1, 3 and 4 of the first file; the second file's one chunk starts in its group 0
+    assert [(s.file, s.start, s.count) for s in spans] == [
+        (0, 0, 1), (0, 1, 1), (0, 2, 1), (0, 3, 1), (1, 0, 1),
+    ]  # fmt: skip
+    assert [list(s.indices) for s in spans] == [[0], [1], [2], [3], [4]]
+    read = [c for s in spans for c in inputs.read_span(s, 30, ["id"])]
+    assert [(c.index, c.offset, c.table.num_rows) for c in read] == [
+        (0, 0, 30), (1, 30, 30), (2, 60, 30), (3, 90, 5), (4, 0, 30),
+    ]  # fmt: skip
+    assert ids([c.table for c in read]) == ids([c.table for c in every])
+    # with chunks of 10, a span holds every chunk starting in its group; done ones are
+    # not read again, and a span whose chunks are all done is left out
+    spans = inputs.spans(10, skip={0, 1, 2})
+    assert spans is not None and [list(s.indices) for s in spans][:2] == [[2, 3], [4, 5]]
+    assert [c.index for c in inputs.read_span(spans[0], 10, ["id"], skip={2})] == [3]
+    for span in spans:
+        for chunk in inputs.read_span(span, 10, ["id"]):
+            same = every[chunk.index]
+            assert (chunk.source, chunk.offset) == (same.source, same.offset)
+            assert chunk.table.equals(same.table)
+
+
+def test_csv_inputs_have_no_spans(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text("id,x\n1,2.0\n")
+    assert resolve(str(tmp_path / "a.csv")).spans(10) is None

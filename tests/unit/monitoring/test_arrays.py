@@ -87,3 +87,34 @@ def test_logging_a_prediction_never_imports_pandas() -> None:
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_to_numpy_is_the_inverse_without_pandas() -> None:
+    floats = arrays.numbers(np.array([1.5, np.nan, -2.0, 4.0]))
+    np.testing.assert_array_equal(arrays.to_numpy(floats), [1.5, np.nan, -2.0, 4.0])
+    np.testing.assert_array_equal(arrays.to_numpy(floats.slice(1, 2)), [np.nan, -2.0])
+    ints = arrays.numbers(np.arange(6, dtype=np.int32))
+    assert arrays.to_numpy(ints.slice(2)).tolist() == [2, 3, 4, 5]
+    assert arrays.to_numpy(ints).dtype == np.int32
+    bits = arrays.booleans(np.array([True, False, True, True, False, False, True, False, True]))
+    assert arrays.to_numpy(bits.slice(3)).tolist() == [True, False, False, True, False, True]
+    assert arrays.to_numpy(pa.array([1, None])) is None  # integers with nulls: not numbers
+    assert arrays.to_numpy(pa.array(["a"])) is None
+    kept = arrays.numbers(np.array([np.nan, 1.0]), nan_is_null=False)
+    assert kept.null_count == 0 and np.isnan(arrays.to_numpy(kept)[0])
+
+
+def test_scoring_a_batch_chunk_never_imports_pandas() -> None:
+    """A batch worker running an ONNX model converts Arrow columns and outputs itself."""
+    script = """
+import sys
+import numpy as np
+from modelport.monitoring import arrays
+from modelport.batch.scoring import _numpy, _arrow_output
+x = _numpy(arrays.numbers(np.array([1.0, np.nan])))
+y = _arrow_output(np.array([[0.25, 0.75], [1.0, 0.0]]), None)
+z = _arrow_output(np.array([1, 0]), None)
+print('pandas' in sys.modules, x.tolist()[0], y.to_pylist(), z.to_pylist())
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False 1.0 [[0.25, 0.75], [1.0, 0.0]] [1, 0]"

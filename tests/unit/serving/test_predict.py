@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from modelport.client import Client, compiled_artifact
+from modelport.client import Client
+from modelport.runtimes.loading import compiled_artifact
 from tests.unit.serving.conftest import ROW
 
 
