@@ -1,13 +1,16 @@
 """The local engine: chunks scored by worker processes, recorded as they finish.
 
-`run_local` reads the input in chunks in this process and hands each chunk to one of
-``workers`` processes (one per core by default; processes, because a model's Python
-code holds the GIL). Every worker opens one `Scorer` when it starts (the model is
-loaded once per process), scores the chunks it is given, and writes their output
-itself, ``part-000123.parquet`` (to a temporary name, then renamed), so only a
-`ChunkRecord` travels back. At most two chunks per worker are in flight: memory is a
-few chunks per process, whatever the input's size. Chunks cross to the workers as
-Arrow IPC files in a temporary folder, memory-mapped by the worker (no pickling).
+`run_local` resolves a `ScorerPlan` once and starts ``workers`` processes (one per core
+by default; processes, because a model's Python code holds the GIL) as the job starts.
+Each loads one `Scorer` from the plan (the model loaded once, no registry access),
+scores the chunks it is given and writes their output itself,
+``part-000123.parquet`` (to a temporary name, then renamed), so only a `ChunkRecord`
+travels back. Who reads a chunk depends on the input: Parquet whose row groups can be
+shared out (`IN_FLIGHT_PER_WORKER` spans a worker at least) is read by the workers, a
+span (the chunks starting in one row group) at a time; otherwise (CSV, a few large row
+groups) this process reads the chunks and hands them over as Arrow IPC files in
+``/dev/shm``, memory-mapped by the worker (no pickling). At most two tasks per worker
+are in flight: memory is a few chunks per process, whatever the input's size.
 
 This process records each finished chunk in the manifest (`Book`: ``_manifest.json``
 is rewritten atomically after each chunk, less often once writing it takes long) and

@@ -172,6 +172,13 @@ class Inputs:
     files: list[InputFile]
     _headers: dict[str, list[str]] = field(default_factory=dict, repr=False)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickled for worker processes on another thread, while this one may still be
+        # adding headers: a copy, so the pickler never sees the dict change.
+        state = dict(self.__dict__)
+        state["_headers"] = dict(self._headers)
+        return state
+
     @property
     def rows_total(self) -> int | None:
         """Rows of every file, when every file is Parquet (metadata); else None."""
