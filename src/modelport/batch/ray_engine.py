@@ -56,7 +56,7 @@ import pyarrow.fs as pafs
 
 from modelport.batch.output import Output, part_name, rejects_name
 from modelport.batch.progress import Progress, Silent
-from modelport.batch.runner import Book, Failure, score_chunk
+from modelport.batch.runner import Book, Failure, score_chunk, start_progress
 from modelport.batch.scoring import Scorer, input_columns, text_columns
 from modelport.batch.source import Chunk, Inputs, resolve
 from modelport.batch.spec import ChunkRecord, JobSpec, Manifest
@@ -116,7 +116,7 @@ def run_ray(
         "staging": ledger.staging,
     }
     with SESSION.use(ray, spec.ray_address):
-        _start(progress, inputs, manifest)
+        start_progress(progress, inputs, manifest)
         try:
             if units:
                 events = _events(ray, units, reader, scorer, pool_size(ray, spec))
@@ -128,16 +128,6 @@ def run_ray(
             progress.close()
             ledger.sweep()
     return manifest
-
-
-def _start(progress: Progress, inputs: Inputs, manifest: Manifest) -> None:
-    total = inputs.rows_total
-    progress.start(
-        rows_total=total,
-        bytes_total=inputs.bytes_total,
-        rows_done=manifest.rows_in,
-        bytes_done=int(inputs.bytes_total * manifest.rows_in / total) if total else 0,
-    )
 
 
 def _events(

@@ -136,6 +136,17 @@ class Book:
             self._next_write = time.monotonic() + spent / MANIFEST_SHARE
 
 
+def start_progress(progress: Progress, inputs: Inputs, manifest: Manifest) -> None:
+    """Start ``progress`` at what ``manifest`` already records of ``inputs``."""
+    total = inputs.rows_total
+    progress.start(
+        rows_total=total,
+        bytes_total=inputs.bytes_total,
+        rows_done=manifest.rows_in,
+        bytes_done=int(inputs.bytes_total * manifest.rows_in / total) if total else 0,
+    )
+
+
 # -- the local engine ----------------------------------------------------------------
 
 
@@ -168,13 +179,7 @@ def run_local(
     progress = progress or Silent()
     try:
         inputs.check_columns(columns, what="the model's signature and the job's options need")
-        total = inputs.rows_total
-        progress.start(
-            rows_total=total,
-            bytes_total=inputs.bytes_total,
-            rows_done=manifest.rows_in,
-            bytes_done=int(inputs.bytes_total * manifest.rows_in / total) if total else 0,
-        )
+        start_progress(progress, inputs, manifest)
         book = Book(output, manifest, progress)
         texts = text_columns(signature)
         chunks = inputs.chunks(spec.chunk_rows, columns, text_columns=texts, skip=done)
@@ -448,4 +453,5 @@ __all__ = [
     "rejects_name",
     "run_local",
     "score_chunk",
+    "start_progress",
 ]
