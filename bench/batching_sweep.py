@@ -3,7 +3,8 @@
 Serves the demo fraud model (compiled, 2 workers) and, for each
 (batching, max_batch_size, max_wait_ms), redeploys the endpoint with those serving
 options (the server picks the change up without a restart), waits until it serves the
-new revision, and measures single-row requests at concurrency 8 and 64 with wrk.
+new revision, and measures single-row and 64-row requests at concurrency 8 and 64 with
+wrk.
 
     .venv/bin/python bench/batching_sweep.py [--seconds 5]
 """
@@ -35,8 +36,13 @@ GRID = [
     (True, 64, 0.0),
     (True, 64, 1.0),
     (True, 64, 5.0),
+    (True, 128, 0.0),
+    (True, 256, 0.0),
     (True, 256, 1.0),
+    (True, 1024, 0.0),
 ]
+ROWS = (1, 64)
+CONCURRENCY = (8, 64)
 HERE = Path(__file__).resolve().parent
 
 
@@ -53,7 +59,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="modelport-sweep-"))
     prepare(work)
     home = work / "home"
-    body = write_bodies(work)[1]
+    bodies = write_bodies(work)
     port = free_port()
     env = os.environ | {"MODELPORT_HOME": str(home), "MODELPORT_POLL_INTERVAL_SECONDS": "0.2"}
     server = subprocess.Popen(
@@ -93,26 +99,25 @@ def main() -> None:
                 "max_batch_size": size,
                 "max_wait_ms": wait,
             }
-            for conc in (8, 64):
-                f = figures(
-                    wrk(port, "/v1/endpoints/fraud/predict", body, conc, args.seconds), 1, conc
-                )
-                row[f"c{conc}"] = {k: round(f[k], 2) for k in ("rps", "p50_ms", "p99_ms")}
+            for rows in ROWS:
+                for conc in CONCURRENCY:
+                    path = "/v1/endpoints/fraud/predict"
+                    f = figures(wrk(port, path, bodies[rows], conc, args.seconds), rows, conc)
+                    keep = ("rps", "p50_ms", "p99_ms")
+                    row[f"r{rows}_c{conc}"] = {k: round(f[k], 2) for k in keep}
             results.append(row)
             print(json.dumps(row), flush=True)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
         client.close()
-    print("\n| batching | max_batch_size | max_wait_ms | c=8 req/s | c=8 p99 ms |", end="")
-    print(" c=64 req/s | c=64 p99 ms |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    points = [f"r{rows}_c{conc}" for rows in ROWS for conc in CONCURRENCY]
+    head = " | ".join(f"{p.replace('_', ' ')} req/s | p99 ms" for p in points)
+    print(f"\n| batching | max_batch_size | max_wait_ms | {head} |")
+    print("|---|---:|---:|" + "---:|---:|" * len(points))
     for r in results:
-        print(
-            f"| {r['batching']} | {r['max_batch_size']} | {r['max_wait_ms']} | "
-            f"{r['c8']['rps']:.0f} | {r['c8']['p99_ms']:.2f} | "
-            f"{r['c64']['rps']:.0f} | {r['c64']['p99_ms']:.2f} |"
-        )
+        cells = " | ".join(f"{r[p]['rps']:.0f} | {r[p]['p99_ms']:.2f}" for p in points)
+        print(f"| {r['batching']} | {r['max_batch_size']} | {r['max_wait_ms']} | {cells} |")
     out = HERE / "results" / "batching_sweep.json"
     out.write_text(json.dumps({"timestamp": time.time(), "results": results}, indent=2))
 

@@ -11,6 +11,7 @@ import typer
 
 from modelport import errors
 from modelport.cli.common import Ctx, emit, handled, out, table
+from modelport.registry.entities import MAX_BATCH_SIZE
 
 if TYPE_CHECKING:
     from modelport.registry.entities import Precomputed
@@ -30,7 +31,7 @@ def deploy(
         str, typer.Option(help="auto, native or compiled (the verified ONNX form).")
     ] = "auto",
     batching: Annotated[bool, typer.Option(help="Coalesce concurrent requests.")] = True,
-    max_batch_size: Annotated[int, typer.Option(help="Most rows per model call.")] = 64,
+    max_batch_size: Annotated[int, typer.Option(help="Most rows per model call.")] = MAX_BATCH_SIZE,
     max_wait_ms: Annotated[float, typer.Option(help="Longest wait for company, ms.")] = 0.0,
     features: Annotated[
         str | None,

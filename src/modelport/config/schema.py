@@ -42,7 +42,7 @@ from modelport.config.batch import Jobs
 from modelport.config.features import FeatureViewSpec, ViewName, Views
 from modelport.errors import InvalidConfig, InvalidInput
 from modelport.registry import RolloutPolicy, Routing, ServingOptions, Variant
-from modelport.registry.entities import SHADOW_STEP, Precomputed
+from modelport.registry.entities import MAX_BATCH_SIZE, SHADOW_STEP, Precomputed
 from modelport.uri import check_name, parse_model_uri
 
 #: Where a value sits in the file: mapping keys and list indices from the root.
@@ -206,7 +206,9 @@ class ServingSpec(_Strict):
         "auto: compiled when the version has one.",
     )
     batching: bool = Field(default=True, description="Coalesce concurrent requests.")
-    max_batch_size: int = Field(default=64, ge=1, description="Most rows per model call.")
+    max_batch_size: int = Field(
+        default=MAX_BATCH_SIZE, ge=1, description="Most rows per model call."
+    )
     max_wait_ms: float = Field(
         default=0.0, ge=0, description="Longest a batch's first request waits for company."
     )

@@ -21,7 +21,7 @@ that is cancelled while queued (its deadline passed, its client left) leaves the
 then and there and never reaches the model; one whose batch already runs cannot be
 stopped (the model call runs in a thread), its answer is dropped.
 
-    batcher = Batcher(runtime, BatchingConfig(max_batch_size=64), executor, name="m:1")
+    batcher = Batcher(runtime, BatchingConfig(max_batch_size=1024), executor, name="m:1")
     prediction = await batcher.predict(columns)
     await batcher.close()
 """
@@ -48,6 +48,7 @@ from modelport.errors import (
     PredictionFailed,
     Unavailable,
 )
+from modelport.registry.entities import MAX_BATCH_SIZE
 from modelport.runtimes.base import Prediction, Runtime
 from modelport.signature import Columns, Table
 
@@ -91,7 +92,7 @@ class BatchingConfig:
     running), default ``QUEUE_BATCHES`` (16) x ``max_batch_size``.
     """
 
-    max_batch_size: int = 64
+    max_batch_size: int = MAX_BATCH_SIZE
     max_wait_ms: float = 0.0
     enabled: bool = True
     max_queue: int | None = None

@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from modelport.client import Client
+from modelport.registry.entities import MAX_BATCH_SIZE
 from modelport.runtimes.loading import compiled_artifact
 from tests.unit.serving.conftest import ROW
 
@@ -109,7 +110,7 @@ def test_health_and_endpoint_listing(server: TestClient) -> None:
     ]
     info = server.get("/v1/endpoints/clf").json()
     assert [c["name"] for c in info["signature"]["inputs"]] == ["a", "b", "c", "d"]
-    assert info["serving"]["max_batch_size"] == 64 and info["batching"] is None
+    assert info["serving"]["max_batch_size"] == MAX_BATCH_SIZE and info["batching"] is None
     server.post("/v1/endpoints/clf/predict", json={"dataframe_records": [ROW, ROW]})
     batching = server.get("/v1/endpoints/clf").json()["batching"]
     assert batching["rows"] == 2 and batching["requests"] == 1
