@@ -6,7 +6,10 @@ options (the server picks the change up without a restart), waits until it serve
 new revision, and measures single-row and 64-row requests at concurrency 8 and 64 with
 wrk.
 
-    .venv/bin/python bench/batching_sweep.py [--seconds 5]
+    .venv/bin/python bench/batching_sweep.py [--seconds 5] [--rounds 2]
+
+With ``--rounds N`` the grid is run N times, in reverse order every other time, and
+each figure is the median of its rounds.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from fast_bench import figures, wrk
 from serve_bench import free_port, prepare, write_bodies
 
@@ -40,6 +44,7 @@ GRID = [
     (True, 256, 0.0),
     (True, 256, 1.0),
     (True, 1024, 0.0),
+    (True, 4096, 0.0),
 ]
 ROWS = (1, 64)
 CONCURRENCY = (8, 64)
@@ -55,6 +60,7 @@ def serving_revision(port: int) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="modelport-sweep-"))
     prepare(work)
@@ -88,25 +94,34 @@ def main() -> None:
                 break
             except OSError:
                 time.sleep(0.2)
-        for batching, size, wait in GRID:
-            options = ServingOptions(batching=batching, max_batch_size=size, max_wait_ms=wait)
-            revision = client.deploy("fraud", "models:/fraud/1", serving=options).revision
-            while serving_revision(port) != revision:  # both workers poll; give them a moment
-                time.sleep(0.2)
-            time.sleep(1.0)
-            row: dict[str, Any] = {
-                "batching": batching,
-                "max_batch_size": size,
-                "max_wait_ms": wait,
+        runs: dict[tuple[bool, int, float], list[dict[str, Any]]] = {g: [] for g in GRID}
+        for round_ in range(args.rounds):
+            for batching, size, wait in GRID if round_ % 2 == 0 else GRID[::-1]:
+                options = ServingOptions(batching=batching, max_batch_size=size, max_wait_ms=wait)
+                revision = client.deploy("fraud", "models:/fraud/1", serving=options).revision
+                while serving_revision(port) != revision:  # both workers poll
+                    time.sleep(0.2)
+                time.sleep(1.0)
+                row: dict[str, Any] = {}
+                for rows in ROWS:
+                    for conc in CONCURRENCY:
+                        path = "/v1/endpoints/fraud/predict"
+                        f = figures(wrk(port, path, bodies[rows], conc, args.seconds), rows, conc)
+                        keep = ("rps", "p50_ms", "p99_ms")
+                        row[f"r{rows}_c{conc}"] = {k: round(f[k], 2) for k in keep}
+                runs[(batching, size, wait)].append(row)
+                print(json.dumps({"round": round_, "grid": [batching, size, wait], **row}))
+        for (batching, size, wait), rounds in runs.items():
+            median = {
+                point: {
+                    k: float(np.median([r[point][k] for r in rounds]))
+                    for k in ("rps", "p50_ms", "p99_ms")
+                }
+                for point in rounds[0]
             }
-            for rows in ROWS:
-                for conc in CONCURRENCY:
-                    path = "/v1/endpoints/fraud/predict"
-                    f = figures(wrk(port, path, bodies[rows], conc, args.seconds), rows, conc)
-                    keep = ("rps", "p50_ms", "p99_ms")
-                    row[f"r{rows}_c{conc}"] = {k: round(f[k], 2) for k in keep}
-            results.append(row)
-            print(json.dumps(row), flush=True)
+            results.append(
+                {"batching": batching, "max_batch_size": size, "max_wait_ms": wait, **median}
+            )
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
@@ -119,7 +134,8 @@ def main() -> None:
         cells = " | ".join(f"{r[p]['rps']:.0f} | {r[p]['p99_ms']:.2f}" for p in points)
         print(f"| {r['batching']} | {r['max_batch_size']} | {r['max_wait_ms']} | {cells} |")
     out = HERE / "results" / "batching_sweep.json"
-    out.write_text(json.dumps({"timestamp": time.time(), "results": results}, indent=2))
+    report = {"timestamp": time.time(), "seconds": args.seconds, "rounds": args.rounds}
+    out.write_text(json.dumps({**report, "results": results}, indent=2))
 
 
 if __name__ == "__main__":
