@@ -19,13 +19,16 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from modelport.errors import InvalidInput
 from modelport.monitoring.records import (
@@ -206,11 +209,17 @@ class LogStore:
             where.append(f"version = {int(version)}")
         days = self._days(endpoint, since)
         with _connection() as con:
+            source = None
             if last is not None:
-                days, cutoff = self._newest(con, endpoint, days, where, last)
+                recent = self._newest_segments(con, endpoint, days, where, last)
+                if recent is not None:
+                    files, cutoff = recent
+                    source = _read(files, _PARTITIONS)
+                else:
+                    days, cutoff = self._newest(con, endpoint, days, where, last)
                 if cutoff is not None:  # row groups older than the cutoff are skipped
                     where.append(f"ts >= {_timestamp(cutoff)}")
-            source = self._predictions(endpoint, days)
+            source = source or self._predictions(endpoint, days)
             select = "*" if columns is None else _columns(con, source, columns)
             sql = f"SELECT {select}, ts AS __ts FROM ({source}){_where(where)}"
             if last is not None:
@@ -225,6 +234,46 @@ class LogStore:
             return days
         first = _utc(since).date().isoformat()
         return [d for d in days if d >= first]
+
+    def _newest_segments(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        endpoint: str,
+        days: list[str],
+        where: list[str],
+        rows: int,
+    ) -> tuple[list[str], dt.datetime] | None:
+        """The segments that can hold the newest ``rows`` matching rows, and a time all
+        of those rows are at or after; None when the segments' metadata cannot tell.
+
+        Read from the files alone, never their rows: the most recently written segments
+        until they hold ``rows`` rows give a cutoff (their oldest row's time, from the
+        ``ts`` statistics); only segments written since the cutoff can hold rows after it
+        (a row is stamped before its segment is written). One count then checks that
+        enough rows there match ``where``. A busy endpoint writes thousands of segments
+        an hour, so this reads a few footers where `_newest` reads every row of a day.
+        """
+        folder = endpoint_folder(self.root, _endpoint(endpoint))
+        segments = sorted(_segments(folder, days), reverse=True)  # newest written first
+        held, cutoff = 0, None
+        for _, path in segments:
+            found = _rows_and_oldest(path)
+            if found is None:
+                return None
+            count, oldest = found
+            if oldest is not None:
+                held, cutoff = held + count, oldest if cutoff is None else min(cutoff, oldest)
+            if held >= rows:
+                break
+        if held < rows or cutoff is None:
+            return None
+        since = cutoff.timestamp() - _CLOCK_SLACK_SECONDS
+        files = [path for written, path in segments if written >= since]
+        checks = [*where, f"ts >= {_timestamp(cutoff)}"]
+        count = con.sql(f"SELECT count(*) FROM ({_read(files, _PARTITIONS)}){_where(checks)}")
+        if count.fetchall()[0][0] < rows:
+            return None
+        return files, cutoff
 
     def _newest(
         self,
@@ -406,6 +455,43 @@ def _endpoint(name: str) -> str:
             hint="names are letters, digits, '_', '.' and '-', starting with a letter or digit",
         )
     return name
+
+
+#: How far a segment's write time may trail the newest row it holds, in seconds: rows are
+#: stamped on the request's clock and written within ``log_flush_seconds``; the slack
+#: also covers writers on other hosts sharing the folder with a clock a little ahead.
+_CLOCK_SLACK_SECONDS = 60.0
+
+
+def _segments(folder: Path, days: list[str]) -> list[tuple[float, str]]:
+    """(modification time, path) of the ``.parquet`` segments of ``days``."""
+    found = []
+    for day in days:
+        with contextlib.suppress(OSError):
+            for item in os.scandir(folder / f"date={day}"):
+                if item.name.endswith(".parquet") and item.is_file():
+                    found.append((item.stat().st_mtime, item.path))
+    return found
+
+
+def _rows_and_oldest(path: str) -> tuple[int, dt.datetime | None] | None:
+    """A segment's row count and its oldest ``ts`` (from the footer's statistics; None
+    for an empty segment); None when the footer cannot be read or lacks them."""
+    try:
+        meta = pq.read_metadata(path)
+        if meta.num_rows == 0:
+            return 0, None
+        schema = meta.schema
+        column = next(i for i in range(len(schema)) if schema.column(i).path == "ts")
+        oldest = []
+        for group in range(meta.num_row_groups):
+            stats = meta.row_group(group).column(column).statistics
+            if stats is None or not stats.has_min_max:
+                return None
+            oldest.append(stats.min)
+    except (OSError, pa.ArrowException, StopIteration):
+        return None
+    return meta.num_rows, _utc(min(oldest))
 
 
 def _dates(folder: Path) -> list[str]:

@@ -124,6 +124,37 @@ def test_window_by_rows_time_version_and_columns(settings: Settings) -> None:
     assert len(both) == 2 and set(both["version"]) == {2}
 
 
+def test_the_newest_rows_come_from_the_newest_segments_footers(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``last`` window picks its segments from footers (row counts, ``ts`` statistics)
+    and file times; it returns what reading every row would, and falls back to that when
+    the newest segments hold too few matching rows."""
+    for version in (1, 2, 1, 2):  # one segment each, versions alternating
+        write(settings, *[("clf", version, 3, 0.001) for _ in range(4)])
+    store = LogStore(settings)
+    reads: list[int] = []
+    newest = LogStore._newest_segments
+
+    def counting(self: LogStore, *args: object, **kwargs: object) -> object:
+        found = newest(self, *args, **kwargs)  # type: ignore[arg-type]
+        reads.append(-1 if found is None else len(found[0]))
+        return found
+
+    monkeypatch.setattr(LogStore, "_newest_segments", counting)
+    fast = store.window("clf", last=20, columns=["prediction_id", "version", "ts"])
+    # 12 rows a segment: the newest two hold 20; the segments written within a minute of
+    # their oldest row are read (all four here, written in the same second)
+    assert len(fast) == 20 and reads == [4]
+    # only version 1 rows: the two newest segments hold 12, too few for 20 -> every row
+    ones = store.window("clf", last=20, version=1, columns=["prediction_id", "version"])
+    assert reads[-1] == -1 and len(ones) == 20 and set(ones["version"]) == {1}
+    monkeypatch.setattr(LogStore, "_newest_segments", lambda *a, **k: None)
+    exact = store.window("clf", last=20, columns=["prediction_id", "version", "ts"])
+    assert set(fast["prediction_id"]) == set(exact["prediction_id"])
+    assert fast["ts"].is_monotonic_increasing
+
+
 def test_columns_added_by_a_new_version_read_as_one_table(settings: Settings) -> None:
     write(settings, ("clf", 1, 1, 0.001))
     log = PredictionLog(settings, "production")
