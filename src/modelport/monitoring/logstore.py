@@ -209,17 +209,12 @@ class LogStore:
             where.append(f"version = {int(version)}")
         days = self._days(endpoint, since)
         with _connection() as con:
-            source = None
-            if last is not None:
-                recent = self._newest_segments(con, endpoint, days, where, last)
-                if recent is not None:
-                    files, cutoff = recent
-                    source = _read(files, _PARTITIONS)
-                else:
-                    days, cutoff = self._newest(con, endpoint, days, where, last)
+            if last is None:
+                source = self._predictions(endpoint, days)
+            else:
+                source, cutoff = self._newest(con, endpoint, days, where, last)
                 if cutoff is not None:  # row groups older than the cutoff are skipped
                     where.append(f"ts >= {_timestamp(cutoff)}")
-            source = source or self._predictions(endpoint, days)
             select = "*" if columns is None else _columns(con, source, columns)
             sql = f"SELECT {select}, ts AS __ts FROM ({source}){_where(where)}"
             if last is not None:
@@ -235,46 +230,6 @@ class LogStore:
         first = _utc(since).date().isoformat()
         return [d for d in days if d >= first]
 
-    def _newest_segments(
-        self,
-        con: duckdb.DuckDBPyConnection,
-        endpoint: str,
-        days: list[str],
-        where: list[str],
-        rows: int,
-    ) -> tuple[list[str], dt.datetime] | None:
-        """The segments that can hold the newest ``rows`` matching rows, and a time all
-        of those rows are at or after; None when the segments' metadata cannot tell.
-
-        Read from the files alone, never their rows: the most recently written segments
-        until they hold ``rows`` rows give a cutoff (their oldest row's time, from the
-        ``ts`` statistics); only segments written since the cutoff can hold rows after it
-        (a row is stamped before its segment is written). One count then checks that
-        enough rows there match ``where``. A busy endpoint writes thousands of segments
-        an hour, so this reads a few footers where `_newest` reads every row of a day.
-        """
-        folder = endpoint_folder(self.root, _endpoint(endpoint))
-        segments = sorted(_segments(folder, days), reverse=True)  # newest written first
-        held, cutoff = 0, None
-        for _, path in segments:
-            found = _rows_and_oldest(path)
-            if found is None:
-                return None
-            count, oldest = found
-            if oldest is not None:
-                held, cutoff = held + count, oldest if cutoff is None else min(cutoff, oldest)
-            if held >= rows:
-                break
-        if held < rows or cutoff is None:
-            return None
-        since = cutoff.timestamp() - _CLOCK_SLACK_SECONDS
-        files = [path for written, path in segments if written >= since]
-        checks = [*where, f"ts >= {_timestamp(cutoff)}"]
-        count = con.sql(f"SELECT count(*) FROM ({_read(files, _PARTITIONS)}){_where(checks)}")
-        if count.fetchall()[0][0] < rows:
-            return None
-        return files, cutoff
-
     def _newest(
         self,
         con: duckdb.DuckDBPyConnection,
@@ -282,19 +237,28 @@ class LogStore:
         days: list[str],
         where: list[str],
         rows: int,
-    ) -> tuple[list[str], dt.datetime | None]:
-        """The fewest newest days that hold ``rows`` matching rows, and the time of the
-        oldest of those rows (None when there are fewer)."""
+    ) -> tuple[str, dt.datetime | None]:
+        """SQL for the segments that hold the newest ``rows`` rows matching ``where``,
+        and a time all of those rows are at or after (None when there are fewer).
+
+        First from the files alone, never their rows (`_newest_segments`); when their
+        metadata cannot tell, by reading the fewest newest days that hold enough rows.
+        """
+        folder = endpoint_folder(self.root, _endpoint(endpoint))
+        found = _newest_segments(con, _segments(folder, days), where, rows)
+        if found is not None:
+            files, cutoff = found
+            return _read(files, _PARTITIONS), cutoff
         take = 1
         while True:
-            chosen = days[-take:]
+            source = self._predictions(endpoint, days[-take:])
             sql = (
-                f"SELECT ts FROM ({self._predictions(endpoint, chosen)}){_where(where)} "
+                f"SELECT ts FROM ({source}){_where(where)} "
                 f"ORDER BY ts DESC LIMIT 1 OFFSET {max(int(rows) - 1, 0)}"
             )
-            found = con.sql(sql).fetchall()
-            if found or take >= len(days):
-                return chosen, found[0][0] if found else None
+            oldest = con.sql(sql).fetchall()
+            if oldest or take >= len(days):
+                return source, oldest[0][0] if oldest else None
             take *= 2
 
     def failures(
@@ -461,6 +425,42 @@ def _endpoint(name: str) -> str:
 #: stamped on the request's clock and written within ``log_flush_seconds``; the slack
 #: also covers writers on other hosts sharing the folder with a clock a little ahead.
 _CLOCK_SLACK_SECONDS = 60.0
+
+
+def _newest_segments(
+    con: duckdb.DuckDBPyConnection, segments: list[tuple[float, str]], where: list[str], rows: int
+) -> tuple[list[str], dt.datetime] | None:
+    """Of ``segments`` ((write time, path) pairs), those that can hold the newest
+    ``rows`` rows matching ``where``, and a time all of those rows are at or after; None
+    when the segments' metadata cannot tell.
+
+    The most recently written segments until they hold ``rows`` rows give a cutoff
+    (their oldest row's time, from the ``ts`` statistics); only segments written since
+    the cutoff can hold rows after it (a row is stamped before its segment is written).
+    One count then checks that enough rows there match ``where``. A busy endpoint writes
+    thousands of segments an hour, so this reads a few footers where the fallback reads
+    every row of a day.
+    """
+    newest_first = sorted(segments, reverse=True)
+    held, cutoff = 0, None
+    for _, path in newest_first:
+        found = _rows_and_oldest(path)
+        if found is None:
+            return None
+        count, oldest = found
+        if oldest is not None:
+            held, cutoff = held + count, oldest if cutoff is None else min(cutoff, oldest)
+        if held >= rows:
+            break
+    if held < rows or cutoff is None:
+        return None
+    since = cutoff.timestamp() - _CLOCK_SLACK_SECONDS
+    files = [path for written, path in newest_first if written >= since]
+    checks = [*where, f"ts >= {_timestamp(cutoff)}"]
+    count = con.sql(f"SELECT count(*) FROM ({_read(files, _PARTITIONS)}){_where(checks)}")
+    if count.fetchall()[0][0] < rows:
+        return None
+    return files, cutoff
 
 
 def _segments(folder: Path, days: list[str]) -> list[tuple[float, str]]:

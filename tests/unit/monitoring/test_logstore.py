@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from modelport.errors import InvalidInput, ModelLoading
+from modelport.monitoring import logstore
 from modelport.monitoring.logstore import LogStore
 from modelport.monitoring.logwriter import PredictionLog
 from modelport.monitoring.records import LABEL_SCHEMA, TIMESTAMP, new_prediction_ids
@@ -134,23 +135,25 @@ def test_the_newest_rows_come_from_the_newest_segments_footers(
         write(settings, *[("clf", version, 3, 0.001) for _ in range(4)])
     store = LogStore(settings)
     reads: list[int] = []
-    newest = LogStore._newest_segments
+    newest = logstore._newest_segments
 
-    def counting(self: LogStore, *args: object, **kwargs: object) -> object:
-        found = newest(self, *args, **kwargs)  # type: ignore[arg-type]
+    def counting(*args: object, **kwargs: object) -> object:
+        found = newest(*args, **kwargs)  # type: ignore[arg-type]
         reads.append(-1 if found is None else len(found[0]))
         return found
 
-    monkeypatch.setattr(LogStore, "_newest_segments", counting)
-    fast = store.window("clf", last=20, columns=["prediction_id", "version", "ts"])
-    # 12 rows a segment: the newest two hold 20; the segments written within a minute of
+    monkeypatch.setattr(logstore, "_newest_segments", counting)
+    # 18 rows: six whole requests (a request's rows share one time, so a cut inside one
+    # could pick either of its rows)
+    fast = store.window("clf", last=18, columns=["prediction_id", "version", "ts"])
+    # 12 rows a segment: the newest two hold 18; the segments written within a minute of
     # their oldest row are read (all four here, written in the same second)
-    assert len(fast) == 20 and reads == [4]
+    assert len(fast) == 18 and reads == [4]
     # only version 1 rows: the two newest segments hold 12, too few for 20 -> every row
     ones = store.window("clf", last=20, version=1, columns=["prediction_id", "version"])
     assert reads[-1] == -1 and len(ones) == 20 and set(ones["version"]) == {1}
-    monkeypatch.setattr(LogStore, "_newest_segments", lambda *a, **k: None)
-    exact = store.window("clf", last=20, columns=["prediction_id", "version", "ts"])
+    monkeypatch.setattr(logstore, "_newest_segments", lambda *a, **k: None)
+    exact = store.window("clf", last=18, columns=["prediction_id", "version", "ts"])
     assert set(fast["prediction_id"]) == set(exact["prediction_id"])
     assert fast["ts"].is_monotonic_increasing
 
