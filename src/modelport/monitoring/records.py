@@ -368,10 +368,29 @@ def _concat(names: Sequence[tuple[str, ...]], parts: Sequence[Arrays]) -> dict[s
     if names.count(first) != len(names):  # equal names are the same str objects: quick
         raise ValueError("the requests of a group do not have the same columns")
     if set(map(type, parts)) == {np.ndarray}:
-        block = np.concatenate(parts).T.copy()  # one row per column, each contiguous
-        return dict(zip(first, block, strict=True))
+        return dict(zip(first, _columns_of_blocks(parts), strict=True))
     columns = [p if isinstance(p, tuple) else tuple(p.T) for p in parts]
     return {name: np.concatenate(list(map(itemgetter(i), columns))) for i, name in enumerate(first)}
+
+
+#: Rows per request from which blocks are transposed one at a time: a small block's
+#: transposed copy stays in cache, where one transpose of their concatenation does not
+#: (64-row requests: 3x faster); single rows are faster concatenated first.
+_BLOCKWISE_ROWS = 8
+
+
+def _columns_of_blocks(parts: Sequence[np.ndarray]) -> np.ndarray:
+    """2-D blocks (rows x columns) stacked as one column-major block: a row per column,
+    each contiguous."""
+    rows = sum(len(p) for p in parts)
+    if rows < _BLOCKWISE_ROWS * len(parts):
+        return np.concatenate(parts).T.copy()
+    out = np.empty((parts[0].shape[1], rows), dtype=np.result_type(*parts))
+    at = 0
+    for part in parts:
+        out[:, at : at + len(part)] = part.T
+        at += len(part)
+    return out
 
 
 def _output_array(values: np.ndarray) -> pa.Array:
