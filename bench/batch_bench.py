@@ -32,7 +32,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -46,6 +45,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from serve_bench import machine
 
 from modelport.client import Client
 from modelport.examples.demo import fraud_data, train_fraud
@@ -223,8 +223,7 @@ def _progress(proc: subprocess.Popen[str], seen: list[tuple[float, int]]) -> Non
 
 def median_run(runs: list[Figures]) -> Figures:
     """The median of each figure over timed rounds (the rounds kept too)."""
-    keys = ("wall_s", "rows_per_s", "job_s", "job_rows_per_s", "steady_rows_per_s")
-    keys += ("first_chunk_s",)
+    keys = ("wall_s", "rows_per_s", "job_s", "job_rows_per_s", "steady_rows_per_s", "first_chunk_s")
     out = dict(runs[0])
     for key in keys:
         out[key] = float(np.median([r[key] for r in runs]))
@@ -302,10 +301,7 @@ def main() -> None:
         client.close()
         data = work / "fraud.parquet"
         write_data(data, args.rows)
-        report: Figures = {
-            "when": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
+        report: Figures = machine() | {
             "rows": args.rows,
             "file_mb": data.stat().st_size / 2**20,
             "ceiling": ceilings(home, data),

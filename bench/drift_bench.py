@@ -24,9 +24,7 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -39,6 +37,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from scipy import stats
+from serve_bench import machine
 from sklearn.linear_model import LogisticRegression
 
 from modelport.examples.demo import FRAUD_FEATURES, fraud_data
@@ -184,10 +183,7 @@ def main() -> None:
             f"| {r['baseline_ks_histogram_s']:.3f} | {', '.join(r['drifted_columns']) or '-'} |"
         )
     out = {
-        "timestamp": dt.datetime.now(dt.UTC).isoformat(),
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
+        **machine(),
         "rounds": args.rounds,
         "results": results,
     }

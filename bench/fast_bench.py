@@ -17,12 +17,10 @@ Run: ``python bench/fast_bench.py [--quick] [--duration S]`` (needs ``wrk`` on P
 from __future__ import annotations
 
 import argparse
-import datetime
 import importlib.metadata
 import importlib.util
 import json
 import os
-import platform
 import shutil
 import signal
 import statistics
@@ -39,7 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import skops.io as sio
-from serve_bench import check, free_port, prepare, stop, wait_ready, write_bodies
+from serve_bench import check, free_port, machine, prepare, stop, wait_ready, write_bodies
 from skl2onnx import to_onnx
 from sklearn.linear_model import LogisticRegression
 
@@ -407,7 +405,7 @@ def markdown(report: dict[str, Any]) -> str:
     note = "" if n == WORKERS else " (`serve --workers` not there yet: NOT comparable)"
     lines = [
         f"`bench/fast_bench.py {' '.join(report['argv'])}`, {report['timestamp']}, "
-        f"{report['cpu_count']} CPUs, Python {report['python']}, {report['versions']['wrk']}; "
+        f"{report['cpus']} CPUs, Python {report['python']}, {report['versions']['wrk']}; "
         f"{report['timing']['duration']} s per point; baselines {WORKERS} uvicorn workers, "
         f"Modelport {n}{note}; load average {report['load_average'][0]:.1f}.",
         "",
@@ -461,12 +459,7 @@ def versions() -> dict[str, str]:
 
 def report_header(timing: Any) -> dict[str, Any]:
     """What every benchmark report starts with: when, where, with what."""
-    return {
-        "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "load_average": os.getloadavg(),
+    return machine() | {
         "versions": versions(),
         "argv": sys.argv[1:],
         "timing": vars(timing),

@@ -211,7 +211,7 @@ def markdown(report: dict[str, Any]) -> str:
     met = "met" if added < TARGET_ADDED_P50_MS else "**not met**"
     lines = [
         f"`bench/features_bench.py {' '.join(report['argv'])}`, {report['timestamp']}, "
-        f"{report['cpu_count']} CPUs; Redis on loopback; load average "
+        f"{report['cpus']} CPUs; Redis on loopback; load average "
         f"{report['load_average'][0]:.1f}.",
         "",
         "| lookup (1 entity x 3 views) | p50 µs | p99 µs |",

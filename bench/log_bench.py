@@ -167,7 +167,7 @@ def markdown(report: dict[str, Any]) -> str:
     t = report["timing"]
     lines = [
         f"`bench/log_bench.py {' '.join(report['argv'])}`, {report['timestamp']}, "
-        f"{report['cpu_count']} CPUs, Python {report['python']}, {report['versions']['wrk']}; "
+        f"{report['cpus']} CPUs, Python {report['python']}, {report['versions']['wrk']}; "
         f"Modelport {WORKERS} workers, demo fraud model; {t['duration']} s per point, "
         f"median of {t['rounds']} rounds; load average {report['load_average'][0]:.1f}.",
         "",

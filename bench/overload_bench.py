@@ -25,10 +25,8 @@ Run: ``python bench/overload_bench.py [--quick] [--duration S] [--rounds N]``
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -38,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from serve_bench import free_port, stop, wait_ready
+from serve_bench import free_port, machine, stop, wait_ready
 
 from modelport.client import Client
 from modelport.registry import ServingOptions
@@ -185,11 +183,7 @@ def main() -> None:
         args.duration = 4.0
     with tempfile.TemporaryDirectory(prefix="modelport-overload-") as tmp:
         figures = measure(args, Path(tmp))
-    result = {
-        "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "load_average": os.getloadavg(),
+    result = machine() | {
         "duration_s": args.duration,
         "model_ms": args.model_ms,
         "max_batch_size": args.batch,

@@ -47,6 +47,17 @@ class Server:
     predict_path: str
 
 
+def machine() -> dict[str, Any]:
+    """What every benchmark report starts with: when, and on what machine and Python."""
+    return {
+        "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_average": os.getloadavg(),
+    }
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -290,11 +301,7 @@ def main() -> None:
         points = run_points(servers(model, home), write_bodies(workdir), dur, warmup)
     totals = {name: summary(points, name) for name in ("modelport", "baseline")}
     table = markdown(points, totals)
-    report = {
-        "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
+    report = machine() | {
         "duration_s": dur,
         "warmup_s": warmup,
         "argv": sys.argv[1:],

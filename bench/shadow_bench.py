@@ -177,7 +177,7 @@ def markdown(report: dict[str, Any]) -> str:
     t = report["timing"]
     lines = [
         f"`bench/shadow_bench.py {' '.join(report['argv'])}`, {report['timestamp']}, "
-        f"{report['cpu_count']} CPUs, Python {report['python']}, {report['versions']['wrk']}; "
+        f"{report['cpus']} CPUs, Python {report['python']}, {report['versions']['wrk']}; "
         f"Modelport 1 worker, demo fraud model live, 1-row requests at c={t['connections']}; "
         f"{t['duration']} s per block, median of {t['rounds']} rounds; load average "
         f"{report['load_average'][0]:.1f}.",

@@ -21,10 +21,7 @@ Run: ``python bench/soak_bench.py [--seconds 300] [--workers 2]``
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -33,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from serve_bench import free_port, prepare, stop, wait_ready, write_bodies
+from serve_bench import free_port, machine, prepare, stop, wait_ready, write_bodies
 
 BENCH = Path(__file__).resolve().parent
 HOST = "127.0.0.1"
@@ -139,11 +136,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="modelport-soak-") as tmp:
         figures = soak(args, Path(tmp))
-    result = {
-        "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "load_average": os.getloadavg(),
+    result = machine() | {
         "seconds": args.seconds,
         "workers": args.workers,
         **figures,

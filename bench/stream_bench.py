@@ -33,18 +33,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from redis.utils import HIREDIS_AVAILABLE
+from serve_bench import machine
 
 from modelport.features.online import Event, Found, Lookup, MemoryStore, OnlineStore
 from modelport.features.processor import StreamProcessor
@@ -288,10 +287,7 @@ def main() -> None:
         print(f"Redis ran the store's apply script {lua:.1f} us per event ({1e6 / lua:.0f}/s max)")
     print(f"redis-py parser: {'hiredis' if HIREDIS_AVAILABLE else 'pure Python (no hiredis)'}")
     out = {
-        "timestamp": datetime.now(UTC).isoformat(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
+        **machine(),
         "redis": redis_version,
         "events": args.events,
         "rounds": args.rounds,

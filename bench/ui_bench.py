@@ -34,7 +34,6 @@ import http.server
 import json
 import math
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -50,7 +49,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from serve_bench import free_port, stop, wait_ready
+from serve_bench import free_port, machine, stop, wait_ready
 
 from modelport.client import Client
 from modelport.monitoring import records
@@ -457,12 +456,7 @@ def main() -> None:
             api = api_times(base, args.runs)
         finally:
             stop(proc)
-    result = {
-        "timestamp": dt.datetime.now(dt.UTC).isoformat(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "load_average": os.getloadavg(),
+    result = machine() | {
         "browser_version": chromium_version(),
         "argv": sys.argv[1:],
         "data": data,

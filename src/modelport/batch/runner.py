@@ -177,6 +177,7 @@ def run_local(
     # Worker processes start now: their imports and model loads overlap what follows.
     pool = _start_pool(plan, workers, Reader(inputs, columns)) if workers > 1 else None
     progress = progress or Silent()
+    spool: str | None = None
     try:
         inputs.check_columns(columns, what="the model's signature and the job's options need")
         start_progress(progress, inputs, manifest)
@@ -191,14 +192,13 @@ def run_local(
             _in_workers(pool, workers, _span_tasks(spans, done), book)
         else:
             spool = _spool_folder()
-            try:
-                _in_workers(pool, workers, _chunk_tasks(chunks, spool), book)
-            finally:
-                shutil.rmtree(spool, ignore_errors=True)
+            _in_workers(pool, workers, _chunk_tasks(chunks, spool), book)
     finally:
         progress.close()
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+        if spool is not None:  # no worker reads it any more
+            shutil.rmtree(spool, ignore_errors=True)
     return manifest
 
 
@@ -273,8 +273,6 @@ def _in_workers(
             hint="it may have run out of memory: lower --chunk-rows or --workers, then "
             "rerun with --resume",
         ) from None
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _context(flavor: str) -> Any:
