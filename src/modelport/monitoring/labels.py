@@ -269,6 +269,13 @@ class LabelStore:
         self, folder: Path, since: datetime | None, until: datetime | None, step: int | None
     ) -> pd.DataFrame:
         """Labelled, answered predictions: model, version, bucket, label and outputs."""
+        from modelport.monitoring.logstore import reread  # DuckDB, only where it is read
+
+        return reread(self._read_joined)(folder, since, until, step)
+
+    def _read_joined(
+        self, folder: Path, since: datetime | None, until: datetime | None, step: int | None
+    ) -> pd.DataFrame:
         import duckdb
 
         with duckdb.connect() as con:

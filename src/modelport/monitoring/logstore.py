@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -43,6 +45,9 @@ from modelport.uri import NAME_PATTERN
 
 if TYPE_CHECKING:
     import pandas as pd
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 _SQL_TYPES = {
     pa.string(): "VARCHAR",
@@ -85,6 +90,30 @@ def _read(patterns: list[str], partitions: dict[str, str]) -> str:
     )
 
 
+#: Reads that meet a segment the writer replaced while DuckDB was reading it (an open
+#: segment is rewritten with each flush, through a rename) are tried again this often.
+REREAD_TRIES = 3
+
+
+def reread(read: Callable[P, R]) -> Callable[P, R]:
+    """``read``, tried again when DuckDB found a segment torn by a concurrent rewrite
+    (``TProtocolException``: it read a footer of one version of the file and data of
+    the next); any other error, or the last try's, is raised."""
+
+    @functools.wraps(read)
+    def again(*args: P.args, **kwargs: P.kwargs) -> R:
+        for attempt in range(1, REREAD_TRIES + 1):
+            try:
+                return read(*args, **kwargs)
+            except duckdb.Error as exc:
+                if attempt == REREAD_TRIES or "TProtocolException" not in str(exc):
+                    raise
+                time.sleep(0.05 * attempt)
+        raise AssertionError("unreachable")
+
+    return again
+
+
 class LogStore:
     """Read the prediction log (and labels) of ``settings.logs_path`` with DuckDB."""
 
@@ -106,16 +135,20 @@ class LogStore:
 
         Raises `InvalidInput` with DuckDB's message when the SQL is wrong.
         """
+        try:
+            return self._query(sql)
+        except duckdb.Error as exc:
+            raise InvalidInput(
+                f"the query failed: {exc}",
+                hint="query the views predictions and labels, e.g. "
+                "SELECT endpoint, status, count(*) FROM predictions GROUP BY ALL",
+            ) from None
+
+    @reread
+    def _query(self, sql: str) -> pa.Table:
         with self.connect() as con:
-            try:
-                relation = con.sql(sql)
-                return relation.to_arrow_table() if relation is not None else pa.table({})
-            except duckdb.Error as exc:
-                raise InvalidInput(
-                    f"the query failed: {exc}",
-                    hint="query the views predictions and labels, e.g. "
-                    "SELECT endpoint, status, count(*) FROM predictions GROUP BY ALL",
-                ) from None
+            relation = con.sql(sql)
+            return relation.to_arrow_table() if relation is not None else pa.table({})
 
     def search(
         self,
@@ -184,6 +217,7 @@ class LogStore:
         """The last ``n`` rows of ``endpoint``, every column, oldest first."""
         return self.window(endpoint, last=n, only_ok=False)
 
+    @reread
     def window(
         self,
         endpoint: str,
@@ -261,6 +295,7 @@ class LogStore:
                 return source, oldest[0][0] if oldest else None
             take *= 2
 
+    @reread
     def failures(
         self, endpoint: str, *, since: dt.datetime, limit: int = 5
     ) -> list[dict[str, Any]]:
@@ -338,6 +373,7 @@ class LogStore:
             frame = con.execute(sql, {"variant": variant}).df()
         return frame[column]
 
+    @reread
     def traffic(
         self, endpoint: str, *, since: dt.datetime, until: dt.datetime | None = None
     ) -> dict[str, Any]:

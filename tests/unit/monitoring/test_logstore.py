@@ -240,3 +240,30 @@ def test_apply_retention_removes_old_partitions(settings: Settings) -> None:
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=settings.log_retention_days + 1)
     assert len(store.apply_retention(now=later)) == 1
     assert store.query("SELECT count(*) AS n FROM predictions").to_pylist() == [{"n": 0}]
+
+
+def test_a_read_torn_by_a_segment_rewrite_is_tried_again() -> None:
+    import duckdb
+
+    from modelport.monitoring.logstore import REREAD_TRIES, reread
+
+    calls: list[int] = []
+
+    @reread
+    def torn_twice() -> str:
+        calls.append(1)
+        if len(calls) < REREAD_TRIES:
+            raise duckdb.Error("TProtocolException: Invalid data")
+        return "read"
+
+    assert torn_twice() == "read" and len(calls) == REREAD_TRIES
+
+    @reread
+    def wrong_sql() -> None:
+        calls.append(1)
+        raise duckdb.Error("Binder Error: no such column")
+
+    calls.clear()
+    with pytest.raises(duckdb.Error, match="Binder Error"):
+        wrong_sql()
+    assert len(calls) == 1  # only torn reads are tried again
