@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8000
 
-.PHONY: help setup demo test test-fast lint typecheck bench bench-fast bench-batching bench-log bench-shadow bench-stream bench-features bench-batch services browser bench-ui clean bench-overload bench-soak
+.PHONY: help setup demo test test-fast lint typecheck bench bench-fast bench-batching bench-log bench-watch bench-shadow bench-stream bench-features bench-batch services browser bench-ui clean bench-overload bench-soak
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -57,6 +57,9 @@ bench-features: $(STAMP) ## Online feature lookups from Redis, enrichment vs non
 bench-log: $(STAMP) ## Prediction log on vs off under wrk, same run (~6 min; ARGS=--quick ~2)
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python bench/log_bench.py $(ARGS)
+
+bench-watch: $(STAMP) ## A watch round's traffic reads, footer summaries vs rows (~90 s; ARGS=--quick ~15 s)
+	cd bench && ../$(BIN)/python watch_bench.py $(ARGS)
 
 bench-shadow: $(STAMP) ## Live latency with no / a 2 s-sleeping / a raising shadow (~3 min; ARGS=--quick ~1)
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)

@@ -68,6 +68,7 @@ from modelport.monitoring.records import (
     write_segment,
 )
 from modelport.monitoring.records import new_prediction_ids as _new_ids
+from modelport.monitoring.traffic import concat
 from modelport.registry import ModelVersion
 from modelport.runtimes.base import Prediction
 from modelport.serving.memory import release_free_memory
@@ -379,7 +380,7 @@ class PredictionLog:
         combined: pa.Table | None = None
         if segment is not None and segment.rows + table.num_rows <= SEGMENT_ROWS:
             with contextlib.suppress(pa.ArrowInvalid, pa.ArrowTypeError):  # a type changed
-                combined = pa.concat_tables([segment.table, table], promote_options="default")
+                combined = concat([segment.table, table])
         new = segment is None or combined is None
         if segment is None or combined is None:
             segment = _Segment(self._new_path(*key), table, time.monotonic())

@@ -40,6 +40,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from modelport.monitoring import arrays
+from modelport.monitoring.traffic import Summary, attach, concat
 from modelport.signature import Columns, Table
 
 INPUT_PREFIX = "in_"
@@ -261,10 +262,11 @@ def build_tables(entries: Sequence[Entry], environment: str, models: Models) -> 
 
 
 def merge(tables: list[pa.Table]) -> list[pa.Table]:
-    """Tables as one, columns matched by name; apart if a column's type differs."""
+    """Tables as one, columns matched by name, with the total of their traffic
+    summaries; apart if a column's type differs."""
     if len(tables) > 1:
         with contextlib.suppress(pa.ArrowInvalid, pa.ArrowTypeError):
-            return [pa.concat_tables(tables, promote_options="default")]
+            return [concat(tables)]
     return tables
 
 
@@ -291,6 +293,13 @@ def _build(entries: Sequence[Entry], environment: str, models: Models) -> pa.Tab
     counts = np.fromiter(sizes, np.int64, size)
     rows = int(counts.sum())
     stamps, seconds = np.array(ts, np.float64), np.array(latency, np.float64)
+    summary = Summary.of_requests(
+        environment,
+        (first[VARIANT], first[SHADOW]),
+        (stamps * 1_000_000).astype(np.int64),
+        seconds,
+        failed=first[STATUS] != OK,
+    )
     request_ids = arrays.strings(requests)
     owners: pa.Array | None = None
     if not (counts == 1).all():
@@ -326,7 +335,7 @@ def _build(entries: Sequence[Entry], environment: str, models: Models) -> pa.Tab
             columns[output_column(name)] = _output_array(values)
     if any(e[STALE] is not None for e in entries):
         columns["stale_features"] = _stale(entries)
-    return pa.table(columns)
+    return attach(pa.table(columns), summary)
 
 
 def _stale(entries: Sequence[Entry]) -> pa.Array:
@@ -367,8 +376,9 @@ def _concat(names: Sequence[tuple[str, ...]], parts: Sequence[Arrays]) -> dict[s
     first = names[0]
     if names.count(first) != len(names):  # equal names are the same str objects: quick
         raise ValueError("the requests of a group do not have the same columns")
-    if set(map(type, parts)) == {np.ndarray}:
-        return dict(zip(first, _columns_of_blocks(parts), strict=True))
+    blocks = [p for p in parts if isinstance(p, np.ndarray)]
+    if len(blocks) == len(parts):
+        return dict(zip(first, _columns_of_blocks(blocks), strict=True))
     columns = [p if isinstance(p, tuple) else tuple(p.T) for p in parts]
     return {name: np.concatenate(list(map(itemgetter(i), columns))) for i, name in enumerate(first)}
 

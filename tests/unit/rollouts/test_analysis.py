@@ -149,7 +149,7 @@ def test_a_slow_candidate_fails_on_p99(log: PredictionLog, settings: Settings) -
     send(log, 2, 100, latency=0.005)
     analysis = judge(log, settings, 1)
     assert analysis.verdict == FAIL and checks(analysis)["p99_latency"] == "fail"
-    assert "x2.50" in analysis.summary()
+    assert "x2.5" in analysis.summary()  # 5 ms / 2 ms, from latency sketches (0.5%)
 
 
 def test_answers_unlike_the_live_ones_fail_on_drift(log: PredictionLog, settings: Settings) -> None:
