@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from modelport.errors import InvalidInput
-from modelport.features import batch
 from modelport.features.aggregates import read as read_state
 from modelport.features.online import Lookup, OnlineStore, Row, open_store
 from modelport.features.views import Feature, FeatureView
@@ -90,6 +89,7 @@ class Features:
         """Write the latest row per entity with its event time in [start, end) to the
         online store (no start: from the beginning; no end: now). Rows older than what
         the store holds are ignored, so a repeat changes nothing."""
+        from modelport.features import batch  # DuckDB: imported on use
         view = self._batch_view(name)
         begin = _moment(start, "start")
         until = _moment(end, "end") or datetime.now(UTC)
@@ -152,6 +152,7 @@ class Features:
         timestamp column, else now) to the online store, the offline data (Parquet
         under ``{home}/features/{view}/``, which `history` and `materialize` read),
         or both. Every value is checked against the view first: all rows, or none."""
+        from modelport.features import batch  # DuckDB: imported on use
         if to not in TARGETS:
             raise InvalidInput(f"push to {to!r}?", hint=f"push to one of {TARGETS}")
         view = self._batch_view(name)
@@ -216,6 +217,7 @@ class Features:
         each row gets the entity's latest values with an event time at or before its
         ``at_column`` time (from the batch source and rows pushed offline), never later
         ones. ``event_ts_column`` also appends the event time of the values used."""
+        from modelport.features import batch  # DuckDB: imported on use
         view = self._batch_view(name)
         return batch.point_in_time(
             view,
@@ -246,6 +248,7 @@ def check_rows(
 ) -> list[tuple[str, float, dict[str, Any]]]:
     """Pushed rows as (key, event time, values), each value checked against its
     feature's type; a row without the timestamp column is at ``now``."""
+    from modelport.features import batch  # DuckDB: imported on use
     ts_column = batch.timestamp_column(view)
     allowed = {view.entity, ts_column, *view.columns}
     features = {f.name: f for f in view.features}
