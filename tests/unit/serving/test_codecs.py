@@ -117,3 +117,20 @@ def test_broken_json_keeps_the_precise_message() -> None:
         decode_native_json(b'{"dataframe_split": {"columns": ["a"], "data": [[1]')
     with pytest.raises(InvalidInput, match="empty"):
         decode_native_json(b"")
+
+
+def test_the_block_reader_reuses_its_parser_safely_across_threads() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    held = codecs._parse(split_body(["a"], [[0]]))  # a live document of this thread's parser
+    bodies = [split_body(["a", "b"], [[i, i + 0.5]] * (i + 1)) for i in range(40)]
+
+    def decode(i: int) -> bool:
+        raw = decode_native_json(bodies[i])
+        expected = np.array([[i, i + 0.5]] * (i + 1), dtype=np.float64)
+        return isinstance(raw, Table) and np.array_equal(raw.matrix, expected)
+
+    assert decode(3)  # this thread's parser is in use by `held`: a fresh one parses
+    with ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(decode, list(range(40)) * 5))
+    assert held.get("dataframe_split") is not None  # the held document is untouched
