@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import chain
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -374,11 +375,18 @@ def numeric_matrix(rows: Any) -> np.ndarray | None:
         return None
     if matrix.ndim != 2 or matrix.dtype.kind not in "fi":
         return None
+    if matrix.size <= _SMALL_BLOCK:  # a few cells: their types, at C speed
+        return None if bool in set(map(type, chain.from_iterable(rows))) else matrix
     suspects = np.flatnonzero((matrix == 0) | (matrix == 1)).tolist()
     width = matrix.shape[1]
     if any(type(rows[k // width][k % width]) is bool for k in suspects):
         return None
     return matrix
+
+
+#: Cells up to which `numeric_matrix` looks at every cell's type rather than at the
+#: cells equal to 0 or 1 (a few vectorised passes cost more on a small block).
+_SMALL_BLOCK = 256
 
 
 def _coerce_column(spec: ColumnSpec, values: Any) -> np.ndarray:

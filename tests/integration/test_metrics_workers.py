@@ -78,7 +78,9 @@ def send(server: LiveServer, body: Mapping[str, object], n: int, status: int = 2
 
 
 def answered_by_worker(server: LiveServer, settings_home: Path) -> dict[int, float]:
-    """Requests each worker answered with 200, from its own file in the metrics folder."""
+    """Requests each worker answered with 200, from its own file in the metrics folder
+    (once each has published what it counted in memory)."""
+    time.sleep(2 * PUBLISH_SECONDS)
     folder = settings_home / "run" / f"metrics-{server.port}"
     counts = {}
     for path in glob.glob(str(folder / "counter_*.db")):

@@ -13,6 +13,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from modelport.client import Client
+from modelport.serving.metrics import PUBLISH_SECONDS
 from modelport.serving.supervisor import WATCH_NICENESS
 from tests.integration.conftest import LiveServer
 
@@ -79,6 +80,7 @@ def test_two_workers_share_a_port_sum_metrics_and_replace_the_dead(
 
     statuses = [predict_fresh_connection(server) for _ in range(60)]
     assert statuses == [200] * 60
+    time.sleep(2 * PUBLISH_SECONDS)  # the other worker's counts reach its metrics file
     assert requests_total(server) == 60  # whichever worker answers /metrics
 
     victim = min(workers)
@@ -103,6 +105,7 @@ def test_two_workers_share_a_port_sum_metrics_and_replace_the_dead(
             pass
         time.sleep(0.2)
     assert statuses == [200] * 40
+    time.sleep(2 * PUBLISH_SECONDS)
     assert requests_total(server) >= 100  # the dead worker's counts are kept
 
 

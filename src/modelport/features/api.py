@@ -90,6 +90,7 @@ class Features:
         online store (no start: from the beginning; no end: now). Rows older than what
         the store holds are ignored, so a repeat changes nothing."""
         from modelport.features import batch  # DuckDB: imported on use
+
         view = self._batch_view(name)
         begin = _moment(start, "start")
         until = _moment(end, "end") or datetime.now(UTC)
@@ -153,6 +154,7 @@ class Features:
         under ``{home}/features/{view}/``, which `history` and `materialize` read),
         or both. Every value is checked against the view first: all rows, or none."""
         from modelport.features import batch  # DuckDB: imported on use
+
         if to not in TARGETS:
             raise InvalidInput(f"push to {to!r}?", hint=f"push to one of {TARGETS}")
         view = self._batch_view(name)
@@ -218,6 +220,7 @@ class Features:
         ``at_column`` time (from the batch source and rows pushed offline), never later
         ones. ``event_ts_column`` also appends the event time of the values used."""
         from modelport.features import batch  # DuckDB: imported on use
+
         view = self._batch_view(name)
         return batch.point_in_time(
             view,
@@ -249,6 +252,7 @@ def check_rows(
     """Pushed rows as (key, event time, values), each value checked against its
     feature's type; a row without the timestamp column is at ``now``."""
     from modelport.features import batch  # DuckDB: imported on use
+
     ts_column = batch.timestamp_column(view)
     allowed = {view.entity, ts_column, *view.columns}
     features = {f.name: f for f in view.features}

@@ -102,6 +102,7 @@ def create_app(
                     await watcher.stop()
                 await plane.stop()
             finally:
+                metrics.publish()  # the last requests' counts, before the process ends
                 if prediction_log is not None:
                     await asyncio.to_thread(prediction_log.close)
 

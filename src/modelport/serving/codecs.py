@@ -137,7 +137,8 @@ def _split(split: Any) -> dict[str, Any]:
         raise InvalidInput("'dataframe_split.columns' and '.data' must be lists")
     matrix = numeric_matrix(data)
     if matrix is not None and matrix.shape[1] == len(columns):
-        return Table([str(c) for c in columns], matrix)
+        names = columns if set(map(type, columns)) == {str} else [str(c) for c in columns]
+        return Table(names, matrix)
     for i, row in enumerate(data):
         if not isinstance(row, list) or len(row) != len(columns):
             raise InvalidInput(

@@ -21,8 +21,6 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from prometheus_client import Counter, Histogram
-
 from modelport import errors
 from modelport.serving import handlers
 from modelport.serving.dataplane import DataPlane
@@ -37,7 +35,7 @@ from modelport.serving.http import (
     read_limited,
 )
 from modelport.serving.limits import KEY_SCOPE, RateLimiter, limit_key, request_deadline
-from modelport.serving.metrics import LiveCount, ServingMetrics
+from modelport.serving.metrics import LiveCount, LiveCounter, LiveHistogram, ServingMetrics
 from modelport.settings import worker_count
 
 log = logging.getLogger(__name__)
@@ -56,7 +54,7 @@ UNLIMITED_PREFIXES = (*PROBE_PREFIXES, "/metrics")
 #: (endpoint, model, version, status, error code) of an answer
 _AnswerKey = tuple[str, str, str, int, str]
 #: its requests, duration, rows and (for an error) errors children
-_Children = tuple[Counter, Histogram, Counter, Counter | None]
+_Children = tuple[LiveCounter, LiveHistogram, LiveCounter, LiveCounter | None]
 
 
 async def send_reply(send: Send, reply: Reply) -> None:
@@ -209,10 +207,12 @@ class FastPath:
         m = self.metrics
         served = (endpoint, reply.model, reply.version)
         return (
-            m.requests.labels(*served, str(reply.status)),
-            m.duration.labels(*served),
-            m.rows.labels(*served),
-            m.errors.labels(*served, reply.error_code) if reply.error_code else None,
+            m.live_counter(m.requests.labels(*served, str(reply.status))),
+            m.live_histogram(m.duration.labels(*served)),
+            m.live_counter(m.rows.labels(*served)),
+            m.live_counter(m.errors.labels(*served, reply.error_code))
+            if reply.error_code
+            else None,
         )
 
     async def _handle(

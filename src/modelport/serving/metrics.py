@@ -65,6 +65,7 @@ import glob
 import math
 import os
 import threading
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 
@@ -81,7 +82,8 @@ from modelport.registry import ModelVersion
 from modelport.serving.batcher import BatchObserver
 from modelport.serving.pool import PoolObserver, Slot, State
 
-#: How often live counts (in flight, queued) are written to their gauges.
+#: How often live counts (in flight, queued) and the request path's counters and
+#: histograms are written to their metrics.
 PUBLISH_SECONDS = 0.5
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 MODEL_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
@@ -267,7 +269,7 @@ class ServingMetrics:
             "Unix time of the monitor's last run for the endpoint.",
             ["endpoint"],
         )
-        self._live: list[LiveCount] = []
+        self._live: list[LiveCount | LiveCounter | LiveHistogram] = []
         self._firing: set[tuple[str, str, str]] = set()
         self._alerts_lock = threading.Lock()
 
@@ -429,6 +431,18 @@ class ServingMetrics:
         self._live.append(count)
         return count
 
+    def live_counter(self, child: Counter) -> LiveCounter:
+        """Increments kept in memory and added to ``child`` when published."""
+        counter = LiveCounter(child)
+        self._live.append(counter)
+        return counter
+
+    def live_histogram(self, child: Histogram) -> LiveHistogram:
+        """Observations counted in memory and added to ``child`` when published."""
+        histogram = LiveHistogram(child)
+        self._live.append(histogram)
+        return histogram
+
     def publish(self) -> None:
         """Write every live count to its gauge."""
         for count in list(self._live):
@@ -476,22 +490,84 @@ class LiveCount:
             self.shown = value
 
 
+class LiveCounter:
+    """A counter child incremented as a plain number on the request path.
+
+    In multi-process mode each increment is an mmap write under a lock (about a
+    microsecond, several per request); here it is an addition, and `publish` adds what
+    accrued to the child. A scrape answered by this process publishes first; another
+    worker's increments show within `PUBLISH_SECONDS`, and a worker that is killed loses
+    at most that much of them. One thread increments a given counter.
+    """
+
+    __slots__ = ("child", "shown", "total")
+
+    def __init__(self, child: Counter) -> None:
+        self.child = child
+        self.total = 0.0
+        self.shown = 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.total += amount
+
+    def publish(self) -> None:
+        total = self.total
+        if total != self.shown:
+            self.child.inc(total - self.shown)
+            self.shown = total
+
+
+class LiveHistogram:
+    """A histogram child observed in memory on the request path, published like
+    `LiveCounter`: per bucket, the observations since the last publish, and their sum.
+    One thread observes a given histogram."""
+
+    __slots__ = ("bounds", "child", "counts", "shown", "shown_sum", "sum")
+
+    def __init__(self, child: Histogram) -> None:
+        self.child = child
+        self.bounds: list[float] = list(child._upper_bounds)  # ends with +Inf
+        self.counts = [0] * len(self.bounds)
+        self.shown = [0] * len(self.bounds)
+        self.sum = 0.0
+        self.shown_sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1  # the first bound >= value
+        self.sum += value
+
+    def publish(self) -> None:
+        counts, shown = self.counts, self.shown
+        for i, n in enumerate(counts):
+            if n != shown[i]:
+                # prometheus_client keeps a histogram as one value per bucket (made
+                # cumulative when exposed) and its sum: what observe() increments.
+                self.child._buckets[i].inc(n - shown[i])
+                shown[i] = n
+        total = self.sum
+        if total != self.shown_sum:
+            self.child._sum.inc(total - self.shown_sum)
+            self.shown_sum = total
+
+
 class _BatchMetrics:
     """A batcher's `BatchObserver`: its label children, resolved once."""
 
-    __slots__ = ("_model", "_queued", "_sizes", "_waits")
+    __slots__ = ("_lock", "_model", "_queued", "_sizes", "_waits")
 
     def __init__(self, metrics: ServingMetrics, labels: tuple[str, str, str]) -> None:
-        self._sizes = metrics.batch_size.labels(*labels)
-        self._waits = metrics.queue_wait.labels(*labels)
-        self._model = metrics.model_duration.labels(*labels)
+        self._sizes = metrics.live_histogram(metrics.batch_size.labels(*labels))
+        self._waits = metrics.live_histogram(metrics.queue_wait.labels(*labels))
+        self._model = metrics.live_histogram(metrics.model_duration.labels(*labels))
         self._queued = metrics.live(metrics.queued.labels(*labels))
+        self._lock = threading.Lock()  # calls end on the event loop or the batcher's thread
 
     def batch(self, rows: int, queue_waits: Sequence[float], model_seconds: float) -> None:
-        self._sizes.observe(rows)
-        self._model.observe(model_seconds)
-        for wait in queue_waits:
-            self._waits.observe(wait)
+        with self._lock:
+            self._sizes.observe(rows)
+            self._model.observe(model_seconds)
+            for wait in queue_waits:
+                self._waits.observe(wait)
 
     def queued(self, change: int) -> None:
         self._queued.value += change

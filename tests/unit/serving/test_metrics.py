@@ -415,3 +415,45 @@ def test_live_gauges_of_exited_workers_are_dropped(tmp_path: Path) -> None:
         (tmp_path / name).write_bytes(b"")
     forget_dead_workers(str(tmp_path))
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[2:])
+
+
+def test_live_counters_and_histograms_publish_what_direct_updates_would_show() -> None:
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+    from modelport.serving.metrics import LATENCY_BUCKETS, LiveCounter, LiveHistogram
+
+    def families(registry: CollectorRegistry) -> dict[str, float]:
+        text = generate_latest(registry).decode()
+        return {
+            f"{s.name}{sorted(s.labels.items())}": s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if not s.name.endswith("_created")
+        }
+
+    values = [0.0, 0.0005, 0.0007, 0.001, 0.03, 2.5, 7.0, 0.0005]  # on and between bounds
+    registries = []
+    for live in (False, True):
+        registry = CollectorRegistry()
+        counter = Counter("c", "c", ["k"], registry=registry).labels("x")
+        histogram = Histogram("h", "h", ["k"], buckets=LATENCY_BUCKETS, registry=registry)
+        child = histogram.labels("x")
+        if live:
+            live_counter, live_histogram = LiveCounter(counter), LiveHistogram(child)
+            for i, value in enumerate(values):
+                live_counter.inc(i)
+                live_histogram.observe(value)
+                if i == 3:  # a publish midway adds only what came since the last
+                    live_counter.publish()
+                    live_histogram.publish()
+            assert families(registry)["c_total[('k', 'x')]"] == 6  # not yet the rest
+            live_counter.publish()
+            live_histogram.publish()
+            live_histogram.publish()  # nothing new: nothing added
+        else:
+            for i, value in enumerate(values):
+                counter.inc(i)
+                child.observe(value)
+        registries.append(families(registry))
+    assert registries[0] == registries[1]
+    assert registries[1]["h_count[('k', 'x')]"] == len(values)
