@@ -120,11 +120,13 @@ def uvicorn_config(app: Any, settings: Settings, log_level: str, **where: Any) -
     port, or nothing when serving on an inherited socket)."""
     import uvicorn
 
+    from modelport.serving.protocol import HttpProtocol
+
     return uvicorn.Config(
         app,
         log_level=log_level,
         access_log=False,
-        http="httptools",
+        http=HttpProtocol,  # uvicorn's httptools protocol, one send per response
         loop="uvloop",
         timeout_graceful_shutdown=requests_seconds(settings),
         ssl_certfile=settings.tls_certfile,
