@@ -291,7 +291,7 @@ class Summaries:
         summary = read_summary(path)
         if len(self._known) >= self.capacity:
             for old in list(self._known)[: self.capacity // 4]:
-                del self._known[old]
+                self._known.pop(old, None)  # another thread may have dropped it
         self._known[path] = (stamp, summary)
         return summary
 
