@@ -27,7 +27,7 @@ import datetime as dt
 import functools
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar
 
@@ -43,7 +43,15 @@ from modelport.monitoring.records import (
     endpoint_folder,
     expire_partitions,
 )
-from modelport.monitoring.traffic import SQL_KEY, Figures, Group, Sketch, Summaries, Summary
+from modelport.monitoring.traffic import (
+    SQL_KEY,
+    Figures,
+    Group,
+    Sketch,
+    Summaries,
+    Summary,
+    by_group,
+)
 from modelport.settings import Settings
 from modelport.uri import NAME_PATTERN
 
@@ -308,10 +316,9 @@ class LogStore:
 
         Only segments whose traffic summary counts a failure (or that have none) are read.
         """
-        now = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
         files = [
             segment.path
-            for segment, summary in self._summaries_between(endpoint, since, now)
+            for segment, summary in self._summaries_between(endpoint, since)
             if summary is None or summary.errors
         ]
         if not files:
@@ -332,16 +339,19 @@ class LogStore:
         return [d for d in self._days(endpoint, since) if d <= end]
 
     def _summaries_between(
-        self, endpoint: str, since: dt.datetime, until: dt.datetime
+        self, endpoint: str, since: dt.datetime, until: dt.datetime | None = None
     ) -> list[tuple[_Segment, Summary | None]]:
-        """The segments that can hold requests of ``[since, until)``, each with its
-        traffic summary (None for a segment without one): those written since ``since``
-        (a row is stamped before its segment is written) whose summary does not place
-        every request outside the range."""
+        """The segments that can hold requests of ``[since, until)`` (no end: since
+        ``since``), each with its traffic summary (None for a segment without one): those
+        written since ``since`` (a row is stamped before its segment is written) whose
+        summary does not place every request outside the range."""
         folder = endpoint_folder(self.root, _endpoint(endpoint))
-        days = self._days_between(endpoint, since, until)
+        if until is None:
+            days, hi = self._days(endpoint, since), _NO_END
+        else:
+            days, hi = self._days_between(endpoint, since, until), _micros(until)
         written_since = _utc(since).timestamp() - _CLOCK_SLACK_SECONDS
-        lo, hi = _micros(since), _micros(until)
+        lo = _micros(since)
         found = []
         for segment in _segments(folder, days):
             if segment.written < written_since:
@@ -366,17 +376,16 @@ class LogStore:
         first), bucketed as the sketches are.
         """
         lo, hi = _micros(since), _micros(until)
-        summaries, read = [], []
+        found: list[Mapping[Group, Figures]] = []
+        read = []
         for segment, summary in self._summaries_between(endpoint, since, until):
             if summary is None or not summary.within(lo, hi):
                 read.append(segment.path)
             elif environment is None or summary.environment == environment:
-                summaries.append(summary)
-        groups = dict(Summary.total(summaries).groups) if summaries else {}
+                found.append(summary.groups)
         if read:
-            for group, figures in self._read_groups(read, since, until, environment).items():
-                groups.setdefault(group, Figures()).add(figures)
-        return groups
+            found.append(self._read_groups(read, since, until, environment))
+        return by_group(found)
 
     def _read_groups(
         self, files: list[str], since: dt.datetime, until: dt.datetime, environment: str | None
@@ -465,10 +474,8 @@ class LogStore:
         over all (None without requests).
         """
         until = until or dt.datetime.now(dt.UTC)
-        live = Figures()
-        for (_, shadow), figures in self._groups(endpoint, since, until).items():
-            if not shadow:
-                live.add(figures)
+        groups = self._groups(endpoint, since, until).items()
+        live = Figures.total([figures for (_, shadow), figures in groups if not shadow])
         seconds = max((until - since).total_seconds(), 1e-9)
         rate = self.settings.log_sample_rate
         return _figures(live) | {
@@ -501,6 +508,10 @@ def _figures(figures: Figures) -> dict[str, Any]:
         "p50_s": figures.latency.quantile(0.5),
         "p99_s": figures.latency.quantile(0.99),
     }
+
+
+#: A time after every logged request, in microseconds.
+_NO_END = 2**63 - 1
 
 
 def _micros(value: dt.datetime) -> int:

@@ -292,18 +292,14 @@ def _build(entries: Sequence[Entry], environment: str, models: Models) -> pa.Tab
     )
     counts = np.fromiter(sizes, np.int64, size)
     rows = int(counts.sum())
-    stamps, seconds = np.array(ts, np.float64), np.array(latency, np.float64)
-    summary = Summary.of_requests(
-        environment,
-        (first[VARIANT], first[SHADOW]),
-        (stamps * 1_000_000).astype(np.int64),
-        seconds,
-        failed=first[STATUS] != OK,
-    )
+    micros = (np.array(ts, np.float64) * 1_000_000).astype(np.int64)
+    seconds = np.array(latency, np.float64)
+    group = (first[VARIANT], first[SHADOW])
+    summary = Summary.of_requests(environment, group, micros, seconds, failed=first[STATUS] != OK)
     request_ids = arrays.strings(requests)
     owners: pa.Array | None = None
     if not (counts == 1).all():
-        stamps, seconds = np.repeat(stamps, counts), np.repeat(seconds, counts)
+        micros, seconds = np.repeat(micros, counts), np.repeat(seconds, counts)
         owners = arrays.numbers(np.repeat(np.arange(size), counts))
         request_ids = request_ids.take(owners)
     variant = first[VARIANT]
@@ -311,7 +307,7 @@ def _build(entries: Sequence[Entry], environment: str, models: Models) -> pa.Tab
     columns: dict[str, pa.Array] = {
         "prediction_id": _prediction_ids(request_ids, counts),
         "request_id": request_ids,
-        "ts": arrays.timestamps((stamps * 1_000_000).astype(np.int64), TIMESTAMP),
+        "ts": arrays.timestamps(micros, TIMESTAMP),
         "environment": arrays.repeated(environment, rows),
         "model": arrays.repeated(model, rows),
         "version": arrays.repeated(version, rows, pa.int64()),

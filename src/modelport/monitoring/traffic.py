@@ -140,10 +140,24 @@ class Figures:
     errors: int = 0
     latency: Sketch = field(default_factory=Sketch)
 
-    def add(self, other: Figures) -> None:
-        self.requests += other.requests
-        self.errors += other.errors
-        self.latency = self.latency + other.latency
+    @classmethod
+    def total(cls, parts: Sequence[Figures]) -> Figures:
+        """The figures of every request counted in ``parts`` (their sketches summed in
+        one pass)."""
+        return cls(
+            sum(f.requests for f in parts),
+            sum(f.errors for f in parts),
+            Sketch.sum_of([f.latency.keys for f in parts], [f.latency.counts for f in parts]),
+        )
+
+
+def by_group(groups: Iterable[Mapping[Group, Figures]]) -> dict[Group, Figures]:
+    """The figures of each group, totalled over ``groups``."""
+    parts: dict[Group, list[Figures]] = {}
+    for found in groups:
+        for group, figures in found.items():
+            parts.setdefault(group, []).append(figures)
+    return {group: Figures.total(figures) for group, figures in parts.items()}
 
 
 #: A group of requests: (variant, shadow); the variant is None for a request that
@@ -220,25 +234,11 @@ class Summary:
     @classmethod
     def total(cls, summaries: Sequence[Summary]) -> Summary:
         """The summary of every request of ``summaries`` (at least one)."""
-        counts: dict[Group, list[int]] = {}
-        sketches: dict[Group, tuple[list[np.ndarray], list[np.ndarray]]] = {}
-        for summary in summaries:
-            for group, figures in summary.groups.items():
-                totals = counts.setdefault(group, [0, 0])
-                totals[0] += figures.requests
-                totals[1] += figures.errors
-                keys, values = sketches.setdefault(group, ([], []))
-                keys.append(figures.latency.keys)
-                values.append(figures.latency.counts)
-        groups = {
-            group: Figures(requests, errors, Sketch.sum_of(*sketches[group]))
-            for group, (requests, errors) in counts.items()
-        }
         return cls(
             summaries[0].environment,
             min(s.first_us for s in summaries),
             max(s.last_us for s in summaries),
-            groups,
+            by_group(s.groups for s in summaries),
         )
 
 

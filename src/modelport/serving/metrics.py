@@ -68,6 +68,7 @@ import threading
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
+from typing import Protocol, TypeVar
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -427,24 +428,22 @@ class ServingMetrics:
 
     def live(self, child: Gauge) -> LiveCount:
         """A count kept in memory and published to ``child`` (see `LiveCount`)."""
-        count = LiveCount(child)
-        self._live.append(count)
-        return count
+        return self._published(LiveCount(child))
 
     def live_counter(self, child: Counter) -> LiveCounter:
         """Increments kept in memory and added to ``child`` when published."""
-        counter = LiveCounter(child)
-        self._live.append(counter)
-        return counter
+        return self._published(LiveCounter(child))
 
     def live_histogram(self, child: Histogram) -> LiveHistogram:
         """Observations counted in memory and added to ``child`` when published."""
-        histogram = LiveHistogram(child)
-        self._live.append(histogram)
-        return histogram
+        return self._published(LiveHistogram(child))
+
+    def _published(self, live: _Live) -> _Live:
+        self._live.append(live)
+        return live
 
     def publish(self) -> None:
-        """Write every live count to its gauge."""
+        """Write what every live metric counted to its metric."""
         for count in list(self._live):
             count.publish()
 
@@ -490,6 +489,12 @@ class LiveCount:
             self.shown = value
 
 
+class _Increments(Protocol):
+    """A counter child, or one of the values a histogram child keeps."""
+
+    def inc(self, amount: float) -> None: ...
+
+
 class LiveCounter:
     """A counter child incremented as a plain number on the request path.
 
@@ -502,7 +507,7 @@ class LiveCounter:
 
     __slots__ = ("child", "shown", "total")
 
-    def __init__(self, child: Counter) -> None:
+    def __init__(self, child: _Increments) -> None:
         self.child = child
         self.total = 0.0
         self.shown = 0.0
@@ -518,36 +523,30 @@ class LiveCounter:
 
 
 class LiveHistogram:
-    """A histogram child observed in memory on the request path, published like
-    `LiveCounter`: per bucket, the observations since the last publish, and their sum.
-    One thread observes a given histogram."""
+    """A histogram child observed in memory on the request path: a `LiveCounter` for
+    each of its buckets and one for its sum, over the values prometheus_client keeps
+    for a histogram (one per bucket, made cumulative when exposed, and the sum: what
+    its observe() increments). One thread observes a given histogram."""
 
-    __slots__ = ("bounds", "child", "counts", "shown", "shown_sum", "sum")
+    __slots__ = ("bounds", "buckets", "sum")
 
     def __init__(self, child: Histogram) -> None:
-        self.child = child
         self.bounds: list[float] = list(child._upper_bounds)  # ends with +Inf
-        self.counts = [0] * len(self.bounds)
-        self.shown = [0] * len(self.bounds)
-        self.sum = 0.0
-        self.shown_sum = 0.0
+        self.buckets = [LiveCounter(value) for value in child._buckets]
+        self.sum = LiveCounter(child._sum)
 
     def observe(self, value: float) -> None:
-        self.counts[bisect_left(self.bounds, value)] += 1  # the first bound >= value
-        self.sum += value
+        self.buckets[bisect_left(self.bounds, value)].total += 1  # the first bound >= value
+        self.sum.total += value
 
     def publish(self) -> None:
-        counts, shown = self.counts, self.shown
-        for i, n in enumerate(counts):
-            if n != shown[i]:
-                # prometheus_client keeps a histogram as one value per bucket (made
-                # cumulative when exposed) and its sum: what observe() increments.
-                self.child._buckets[i].inc(n - shown[i])
-                shown[i] = n
-        total = self.sum
-        if total != self.shown_sum:
-            self.child._sum.inc(total - self.shown_sum)
-            self.shown_sum = total
+        for bucket in self.buckets:
+            bucket.publish()
+        self.sum.publish()
+
+
+#: What `ServingMetrics.publish` writes out.
+_Live = TypeVar("_Live", LiveCount, LiveCounter, LiveHistogram)
 
 
 class _BatchMetrics:
