@@ -14,7 +14,10 @@ A segment is written to ``NAME.tmp`` and renamed, so readers never see half a fi
 A segment stays open for a few minutes (or `SEGMENT_ROWS` rows): each flush rewrites
 it with the new rows added and renames it over itself, so a quiet endpoint makes a
 few files an hour rather than one a second, and a reader sees either the old or the
-new content, never both.
+new content, never both. A busy endpoint, one with a segment's worth of rows built
+before the flush, gets a new segment instead, written row group by row group as its
+rows are built (`SegmentWriter`) and closed at the flush: its rows are encoded in
+small slices soon after they arrive, not held for a second and encoded at once.
 
 Nothing here may fail or slow a prediction. When the queue holds ``log_buffer_rows``
 rows new records are dropped; when a write fails (no space, no permission, anything)
@@ -56,6 +59,7 @@ from modelport.monitoring.records import (
     ENDPOINT,
     TS,
     Entry,
+    SegmentWriter,
     build_tables,
     date_of_day,
     day_of,
@@ -164,6 +168,7 @@ class PredictionLog:
         self._counts = _Counts()
         self._built: dict[tuple[str, int], list[pa.Table]] = {}
         self._segments: dict[tuple[str, int], _Segment] = {}
+        self._streams: dict[tuple[str, int], SegmentWriter] = {}
         self._seq = 0
         self._host = re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname()) or "host"
         self._flushing = threading.Lock()  # one flush at a time
@@ -296,6 +301,8 @@ class PredictionLog:
                 self._flush(build=self._loop is None)
                 self._maybe_expire()
                 due = time.monotonic() + self.flush_seconds
+            else:
+                self._write_busy()
         self._flush(build=True)
 
     def _build_on_loop(self) -> None:
@@ -338,6 +345,28 @@ class PredictionLog:
                 release_free_memory()
             self._report()
 
+    def _write_busy(self) -> None:
+        """Stream what is built for busy endpoints (a segment's worth, or a segment
+        streaming already) into their segments now, rather than hold it until the flush."""
+        with self._flushing:
+            with self._building:
+                busy = {
+                    key: tables
+                    for key, tables in self._built.items()
+                    if key in self._streams or _rows(tables) >= SEGMENT_ROWS
+                }
+                for key in busy:
+                    del self._built[key]
+            if not busy:
+                return
+            self._guarded(lambda: self._stream_all(busy))
+            busy.clear()
+            release_free_memory()
+
+    def _stream_all(self, built: dict[tuple[str, int], list[pa.Table]]) -> None:
+        for key, tables in built.items():
+            self._stream(key, tables)
+
     def _guarded(self, step: Callable[[], None]) -> None:
         try:
             step()
@@ -361,8 +390,12 @@ class PredictionLog:
             self._built.setdefault(key, []).extend(batch.tables)
 
     def _write_built(self, built: dict[tuple[str, int], list[pa.Table]]) -> None:
-        """One segment per (endpoint, day) (two if a column changed type)."""
+        """One segment per (endpoint, day) (two if a column changed type); the segments
+        streamed since the last flush are closed."""
         for key, tables in built.items():
+            if key in self._streams or _rows(tables) >= SEGMENT_ROWS:
+                self._stream(key, tables)
+                continue
             for table in merge(tables):
                 try:
                     self._append(key, table)
@@ -372,7 +405,55 @@ class PredictionLog:
                     with self._counting:
                         self._counts.written += table.num_rows
                         self._taken += table.num_rows
+        for key in list(self._streams):
+            self._close_stream(key)
         self._close_old_segments()
+
+    def _stream(self, key: tuple[str, int], tables: list[pa.Table]) -> None:
+        """Write ``tables`` as row groups of the segment streaming for ``key`` (a new
+        one, if none is, or if a column changed type)."""
+        for table in tables:
+            stream = self._streams.get(key)
+            if stream is not None and not stream.fits(table):
+                self._close_stream(key)
+                stream = None
+            try:
+                if stream is None:
+                    stream = SegmentWriter(self._new_path(*key), table.schema)
+                    self._streams[key] = stream
+                    self._segments.pop(key, None)  # complete on disk; no longer rewritten
+                stream.write(table)
+            except Exception as exc:
+                self._abort_stream(key, table.num_rows, exc)
+                continue
+            with self._counting:
+                self._taken += table.num_rows
+
+    def _close_stream(self, key: tuple[str, int]) -> None:
+        stream = self._streams.pop(key)
+        try:
+            stream.close()
+        except Exception as exc:
+            self._abort_stream(key, 0, exc, stream)
+            return
+        with self._counting:
+            self._counts.written += stream.rows
+        self._counts.segments += 1
+
+    def _abort_stream(
+        self,
+        key: tuple[str, int],
+        rows: int,
+        exc: Exception,
+        stream: SegmentWriter | None = None,
+    ) -> None:
+        """Drop ``rows`` (not yet out of the buffer) and the unfinished segment."""
+        stream = stream or self._streams.pop(key, None)
+        streamed = 0
+        if stream is not None:
+            stream.abort()
+            streamed = stream.rows
+        self._drop(rows, key, exc, streamed=streamed)
 
     def _append(self, key: tuple[str, int], table: pa.Table) -> None:
         """Add ``table`` to the open segment of ``key`` (or a new one) and write it."""
@@ -409,13 +490,15 @@ class PredictionLog:
                 break
             held -= self._segments.pop(key).rows
 
-    def _drop(self, rows: int, key: tuple[str, int], exc: Exception) -> None:
+    def _drop(self, rows: int, key: tuple[str, int], exc: Exception, *, streamed: int = 0) -> None:
+        """Count ``rows`` from the buffer, and ``streamed`` rows that had left it for an
+        unfinished segment, as dropped."""
         c = self._counts
         with self._counting:
             self._taken += rows
-            c.dropped[WRITE_ERROR] += rows
+            c.dropped[WRITE_ERROR] += rows + streamed
             c.last_error = f"{type(exc).__name__}: {exc}"
-            c.unwarned += rows
+            c.unwarned += rows + streamed
         now = time.monotonic()
         if now >= c.next_warning:
             log.warning(
@@ -463,6 +546,10 @@ def warm_up(environment: str) -> None:
     one = entry("-", None, _new_ids(1), {"x": np.zeros(1)}, outputs, 0.0)
     for table in build_tables([one], environment, {}).tables:
         write_parquet(table, pa.BufferOutputStream())
+
+
+def _rows(tables: list[pa.Table]) -> int:
+    return sum(t.num_rows for t in tables)
 
 
 def _by_endpoint_and_day(entries: list[Entry]) -> dict[tuple[str, int], list[Entry]]:

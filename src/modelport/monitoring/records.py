@@ -40,7 +40,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from modelport.monitoring import arrays
-from modelport.monitoring.traffic import Summary, attach, concat
+from modelport.monitoring.traffic import KEY, Summary, attach, concat, summary_of
 from modelport.signature import Columns, Table
 
 INPUT_PREFIX = "in_"
@@ -431,16 +431,63 @@ STATISTICS = ["ts", "model", "version", "variant", "status", "latency_s"]
 
 
 def write_parquet(table: pa.Table, where: Path | pa.NativeFile) -> None:
-    """Parquet as the log writes it: dictionaries for repetitive strings, and no
-    compression: inputs are mostly high-entropy numbers, and snappy measured 5% smaller
-    files for a fifth more writing time, on the serving machine."""
-    pq.write_table(
-        table,
-        where,
-        compression="none",
-        use_dictionary=_dictionary_columns(table.schema),
-        write_statistics=[c for c in STATISTICS if c in table.column_names],
-    )
+    """Parquet as the log writes it (`parquet_options`)."""
+    pq.write_table(table, where, **parquet_options(table.schema))
+
+
+def parquet_options(schema: pa.Schema) -> dict[str, Any]:
+    """Dictionaries for repetitive strings, statistics for what queries filter on, and
+    no compression: inputs are mostly high-entropy numbers, and snappy measured 5%
+    smaller files for a fifth more writing time, on the serving machine."""
+    return {
+        "compression": "none",
+        "use_dictionary": _dictionary_columns(schema),
+        "write_statistics": [c for c in STATISTICS if c in schema.names],
+    }
+
+
+class SegmentWriter:
+    """A segment written as it grows: each table one row group of ``NAME.tmp``; `close`
+    writes the footer, with the total of the tables' traffic summaries, and renames the
+    file to ``path``, so readers see it whole or not at all, like `write_segment`'s.
+
+    For a busy endpoint: its rows are encoded a slice at a time, soon after they are
+    built, rather than held until the flush and encoded at once (a second of 64-row
+    requests is tens of megabytes, and encoding it in cache-sized slices is faster too).
+    """
+
+    def __init__(self, path: Path, schema: pa.Schema) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.tmp = path.with_name(path.name + ".tmp")
+        self.rows = 0
+        self._summaries: list[Summary | None] = []
+        schema = schema.remove_metadata()
+        self._writer = pq.ParquetWriter(self.tmp, schema, **parquet_options(schema))
+
+    def fits(self, table: pa.Table) -> bool:
+        """Whether ``table`` has this segment's columns and types."""
+        return table.schema.equals(self._writer.schema, check_metadata=False)
+
+    def write(self, table: pa.Table) -> None:
+        self._writer.write_table(table)
+        self.rows += table.num_rows
+        self._summaries.append(summary_of(table))
+
+    def close(self) -> None:
+        """Footer and rename; raises what writing raises (then call `abort`)."""
+        if self._summaries and None not in self._summaries:
+            total = Summary.total([s for s in self._summaries if s is not None])
+            self._writer.add_key_value_metadata({KEY: total.encode()})
+        self._writer.close()
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        """Stop and remove the unfinished file; never raises."""
+        with contextlib.suppress(Exception):
+            self._writer.close()
+        with contextlib.suppress(OSError):
+            self.tmp.unlink()
 
 
 def _dictionary_columns(schema: pa.Schema) -> list[str]:

@@ -30,6 +30,7 @@ from modelport.monitoring.records import (
     label_text,
     new_prediction_ids,
 )
+from modelport.monitoring.traffic import read_summary
 from modelport.registry import ModelVersion
 from modelport.runtimes.base import Prediction, classification
 from modelport.settings import Settings
@@ -154,6 +155,66 @@ def test_a_quiet_endpoint_rewrites_its_open_segment_then_rolls(
     assert len(segments(log.root)) == 2
     assert read_all(log.root).num_rows == 5
     assert log.stats.segments == 2
+
+
+def test_a_busy_endpoint_streams_row_groups_into_a_segment_closed_at_the_flush(
+    make_log: Callable[..., PredictionLog], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A segment's worth of built rows leaves the buffer at once, as a row group of an
+    unfinished file; the flush closes that file with the total in its footer."""
+    monkeypatch.setattr(logwriter, "SEGMENT_ROWS", 4)
+    log = make_log()
+    record(log, rows=2)
+    log.flush()
+    [quiet] = segments(log.root)
+    for rows in (3, 2):  # 5 built rows: a segment's worth
+        record(log, rows=rows)
+    log._build()
+    log._write_busy()
+    assert log.stats.buffered_rows == 0 and log.stats.written_rows == 2
+    [unfinished] = log.root.rglob("*.tmp")
+    assert segments(log.root) == [quiet]  # readers see nothing of it yet
+    record(log, rows=1)  # the endpoint is streaming: a small build joins the segment
+    log._build()
+    log._write_busy()
+    record(log, rows=2)
+    log.flush()
+    assert not unfinished.exists() and not list(log.root.rglob("*.tmp"))
+    [_, busy] = segments(log.root)
+    assert pq.ParquetFile(busy).metadata.num_row_groups == 3
+    assert pq.read_table(busy).num_rows == 8
+    summary = read_summary(str(busy))
+    assert summary is not None and summary.groups[("clf-v1", False)].requests == 4
+    assert log.stats.written_rows == 10 and log.stats.segments == 2
+    assert pq.read_table(quiet).num_rows == 2  # no longer rewritten
+    record(log, rows=1)
+    log.flush()
+    assert len(segments(log.root)) == 3 and read_all(log.root).num_rows == 11
+
+
+def test_a_failed_stream_drops_its_rows_and_leaves_no_file(
+    make_log: Callable[..., PredictionLog], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(logwriter, "SEGMENT_ROWS", 4)
+    log = make_log()
+    record(log, rows=4)
+    log._build()
+    log._write_busy()  # 4 rows streamed, not yet written
+    real_write = pq.ParquetWriter.write_table
+
+    def full_disk(self: pq.ParquetWriter, table: pa.Table, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", full_disk)
+    record(log, rows=3)
+    log.flush()
+    assert not list(log.root.rglob("*.tmp")) and not segments(log.root)
+    assert log.stats.dropped_rows["write_error"] == 7 and log.stats.written_rows == 0
+    assert log.stats.buffered_rows == 0
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", real_write)
+    record(log, rows=5)
+    log.flush()
+    assert read_all(log.root).num_rows == 5 and log.stats.written_rows == 5
 
 
 def test_inputs_keep_their_types_and_missing_values_are_null(
