@@ -169,6 +169,11 @@ class PredictionLog:
         self._built: dict[tuple[str, int], list[pa.Table]] = {}
         self._segments: dict[tuple[str, int], _Segment] = {}
         self._streams: dict[tuple[str, int], SegmentWriter] = {}
+        #: whether rows were written since the last flush, and whether the heap was
+        #: trimmed since the last rows: under load it never is (a trim costs the next
+        #: allocations their page faults again), once traffic stops it is, once
+        self._wrote_busy = False
+        self._trimmed = True
         self._seq = 0
         self._host = re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname()) or "host"
         self._flushing = threading.Lock()  # one flush at a time
@@ -340,9 +345,14 @@ class PredictionLog:
                     self._guarded(self._build_queued)
                 built, self._built = self._built, {}
             self._guarded(lambda: self._write_built(built))
-            if built:  # the written tables, and the request arrays they came from
-                built.clear()
+            wrote = bool(built) or self._wrote_busy
+            built.clear()  # the written tables, and the request arrays they came from
+            self._wrote_busy = False
+            if wrote:
+                self._trimmed = False
+            elif not self._trimmed:  # traffic stopped: give back what the heap kept
                 release_free_memory()
+                self._trimmed = True
             self._report()
 
     def _write_busy(self) -> None:
@@ -361,7 +371,7 @@ class PredictionLog:
                 return
             self._guarded(lambda: self._stream_all(busy))
             busy.clear()
-            release_free_memory()
+            self._wrote_busy = True
 
     def _stream_all(self, built: dict[tuple[str, int], list[pa.Table]]) -> None:
         for key, tables in built.items():

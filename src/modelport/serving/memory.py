@@ -7,7 +7,7 @@ own. `tune_allocator` fixes the threshold and caps the arenas, the settings glib
 documents for long-running servers (``mallopt``; the same as the ``MALLOC_*``
 variables, which are read only when a process starts). `release_free_memory` hands
 the free pages inside the heaps back to the OS (``malloc_trim``), for threads that have
-just dropped a burst of small buffers (the prediction log after each write). Elsewhere
+just dropped a burst of small buffers (the prediction log once traffic stops). Elsewhere
 both do nothing.
 """
 

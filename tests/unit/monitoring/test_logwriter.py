@@ -217,6 +217,25 @@ def test_a_failed_stream_drops_its_rows_and_leaves_no_file(
     assert read_all(log.root).num_rows == 5 and log.stats.written_rows == 5
 
 
+def test_the_heap_is_trimmed_once_when_traffic_stops_never_while_it_flows(
+    make_log: Callable[..., PredictionLog], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trims: list[int] = []
+    monkeypatch.setattr(logwriter, "release_free_memory", lambda: trims.append(1) or True)
+    log = make_log()
+    for flushes in range(3):
+        record(log)
+        log.flush()
+        assert not trims, f"trimmed while rows flow (flush {flushes})"
+    log.flush()  # nothing new: traffic stopped
+    log.flush()
+    assert len(trims) == 1
+    record(log)
+    log.flush()
+    log.flush()
+    assert len(trims) == 2
+
+
 def test_inputs_keep_their_types_and_missing_values_are_null(
     make_log: Callable[..., PredictionLog],
 ) -> None:
