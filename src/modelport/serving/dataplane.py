@@ -49,6 +49,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: (endpoint, model, version, runtime kind)
+VersionKind = tuple[str, str, int, str]
 #: Decoded request input: named columns, or positional rows in signature order.
 RawInput = Mapping[str, Any] | Sequence[Any]
 #: Reads a request header by (lower-case) name; None when absent.
@@ -71,6 +73,8 @@ class EndpointState:
     #: the feature views joined onto requests, and why some could not be found
     views: tuple[FeatureView, ...] = ()
     view_error: str | None = None
+    #: the runtime kind of each version served, worked out once (asked per request)
+    _kinds: dict[tuple[str, int], RuntimeKind] = field(default_factory=dict, repr=False)
 
     @property
     def name(self) -> str:
@@ -90,7 +94,11 @@ class EndpointState:
         return self.deployment.spec.routing
 
     def kind(self, version: ModelVersion) -> RuntimeKind:
-        return runtime_kind(version, self.serving.runtime)
+        key = (version.name, version.version)
+        kind = self._kinds.get(key)
+        if kind is None:
+            kind = self._kinds[key] = runtime_kind(version, self.serving.runtime)
+        return kind
 
     def runtime_keys(self) -> set[VersionKey]:
         return {(v.name, v.version, self.kind(v)) for v in self.versions.values()}
@@ -143,7 +151,9 @@ class DataPlane:
         self._watcher: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=max(4, os.cpu_count() or 1))
         #: (endpoint, model, version, kind): variants of two models may share a number
-        self._batchers: dict[tuple[str, str, int, str], tuple[Runtime, Batcher]] = {}
+        #: per (endpoint, model, version, kind): the runtime and serving options a batcher
+        #: was made for, and the batcher
+        self._batchers: dict[VersionKind, tuple[Runtime, ServingOptions, Batcher]] = {}
         #: (endpoint, model, version): the batcher made last, whose queue `admit` reads
         self._queues: dict[tuple[str, str, int], Batcher] = {}
         self._closing: set[asyncio.Task[None]] = set()
@@ -179,7 +189,7 @@ class DataPlane:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
-        await asyncio.gather(*(b.close() for _, b in self._batchers.values()), *self._closing)
+        await asyncio.gather(*(b.close() for *_, b in self._batchers.values()), *self._closing)
         if self.shadows is not None:
             await self.shadows.close()
         if "enricher" in self.__dict__:
@@ -490,14 +500,17 @@ class DataPlane:
         """The endpoint's batcher for this runtime (a reloaded runtime gets a new one)."""
         key = (endpoint, mv.name, mv.version, kind)
         current = self._batchers.get(key)
+        if current is not None and current[0] is runtime and current[1] is options:
+            return current[2]  # the same objects as last time: no config to compare
         config = BatchingConfig(
             max_batch_size=options.max_batch_size,
             max_wait_ms=options.max_wait_ms,
             enabled=options.batching,
             max_queue=options.max_queue,
         )
-        if current is not None and current[0] is runtime and current[1].config == config:
-            return current[1]
+        if current is not None and current[0] is runtime and current[2].config == config:
+            self._batchers[key] = (runtime, options, current[2])
+            return current[2]
         batcher = Batcher(
             runtime,
             config,
@@ -507,8 +520,8 @@ class DataPlane:
             single_threaded=self.settings.runtime_threads == 1,
         )
         if current is not None:
-            self._closing.add(asyncio.get_running_loop().create_task(current[1].close()))
-        self._batchers[key] = (runtime, batcher)
+            self._closing.add(asyncio.get_running_loop().create_task(current[2].close()))
+        self._batchers[key] = (runtime, options, batcher)
         self._queues[key[:3]] = batcher
         return batcher
 
@@ -517,7 +530,7 @@ class DataPlane:
         current = self._batchers.get((endpoint, version.name, version.version, kind))
         if current is None:
             return None
-        stats: BatchStats = current[1].stats
+        stats: BatchStats = current[2].stats
         return {
             "batches": stats.batches,
             "requests": stats.requests,
