@@ -15,9 +15,10 @@ A segment stays open for a few minutes (or `SEGMENT_ROWS` rows): each flush rewr
 it with the new rows added and renames it over itself, so a quiet endpoint makes a
 few files an hour rather than one a second, and a reader sees either the old or the
 new content, never both. A busy endpoint, one with a segment's worth of rows built
-before the flush, gets a new segment instead, written row group by row group as its
-rows are built (`SegmentWriter`) and closed at the flush: its rows are encoded in
-small slices soon after they arrive, not held for a second and encoded at once.
+before the flush, gets a new segment instead, written a row group (a segment's worth
+of rows or more) at a time as its rows are built (`SegmentWriter`) and closed at the
+flush: its rows are encoded in slices soon after they arrive, not held for a second
+and encoded at once.
 
 Nothing here may fail or slow a prediction. When the queue holds ``log_buffer_rows``
 rows new records are dropped; when a write fails (no space, no permission, anything)
@@ -359,14 +360,15 @@ class PredictionLog:
             self._report()
 
     def _write_busy(self) -> None:
-        """Stream what is built for busy endpoints (a segment's worth, or a segment
-        streaming already) into their segments now, rather than hold it until the flush."""
+        """Stream what is built for busy endpoints into their segments now, rather than
+        hold it until the flush: a segment's worth at a time, so that every row group
+        but a segment's last has at least `SEGMENT_ROWS` rows."""
         with self._flushing:
             with self._building:
                 busy = {
                     key: tables
                     for key, tables in self._built.items()
-                    if key in self._streams or _rows(tables) >= SEGMENT_ROWS
+                    if _rows(tables) >= SEGMENT_ROWS
                 }
                 for key in busy:
                     del self._built[key]
@@ -423,9 +425,9 @@ class PredictionLog:
         self._close_old_segments()
 
     def _stream(self, key: tuple[str, int], tables: list[pa.Table]) -> None:
-        """Write ``tables`` as row groups of the segment streaming for ``key`` (a new
+        """Write ``tables`` as a row group of the segment streaming for ``key`` (a new
         one, if none is, or if a column changed type)."""
-        for table in tables:
+        for table in merge(tables):
             stream = self._streams.get(key)
             if stream is not None and not stream.fits(table):
                 self._close_stream(key)

@@ -174,14 +174,15 @@ def test_a_busy_endpoint_streams_row_groups_into_a_segment_closed_at_the_flush(
     assert log.stats.buffered_rows == 0 and log.stats.written_rows == 2
     [unfinished] = log.root.rglob("*.tmp")
     assert segments(log.root) == [quiet]  # readers see nothing of it yet
-    record(log, rows=1)  # the endpoint is streaming: a small build joins the segment
+    record(log, rows=1)  # less than a segment's worth: it waits for the flush
     log._build()
     log._write_busy()
+    assert log.stats.buffered_rows == 1
     record(log, rows=2)
-    log.flush()
+    log.flush()  # the rest joins the segment, as one row group, and closes it
     assert not unfinished.exists() and not list(log.root.rglob("*.tmp"))
     [_, busy] = segments(log.root)
-    assert pq.ParquetFile(busy).metadata.num_row_groups == 3
+    assert pq.ParquetFile(busy).metadata.num_row_groups == 2
     assert pq.read_table(busy).num_rows == 8
     summary = read_summary(str(busy))
     assert summary is not None and summary.groups[("clf-v1", False)].requests == 4
