@@ -453,7 +453,7 @@ class SegmentWriter:
 
     For a busy endpoint: its rows are encoded a slice at a time, soon after they are
     built, rather than held until the flush and encoded at once (a second of 64-row
-    requests is tens of megabytes, and encoding it in cache-sized slices is faster too).
+    requests at full load is tens of megabytes per worker).
     """
 
     def __init__(self, path: Path, schema: pa.Schema) -> None:

@@ -150,9 +150,8 @@ class DataPlane:
         self._synced = False
         self._watcher: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=max(4, os.cpu_count() or 1))
-        #: (endpoint, model, version, kind): variants of two models may share a number
-        #: per (endpoint, model, version, kind): the runtime and serving options a batcher
-        #: was made for, and the batcher
+        #: per (endpoint, model, version, kind) (variants of two models may share a
+        #: number): the runtime and serving options a batcher was made for, and it
         self._batchers: dict[VersionKind, tuple[Runtime, ServingOptions, Batcher]] = {}
         #: (endpoint, model, version): the batcher made last, whose queue `admit` reads
         self._queues: dict[tuple[str, str, int], Batcher] = {}
