@@ -48,6 +48,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import chain
 from operator import itemgetter
 from pathlib import Path
@@ -173,10 +174,10 @@ class PredictionLog:
         self._built: dict[tuple[str, int], list[pa.Table]] = {}
         self._segments: dict[tuple[str, int], _Segment] = {}
         self._streams: dict[tuple[str, int], SegmentWriter] = {}
-        #: whether rows were written since the last flush, and whether the heap was
-        #: trimmed since the last rows: under load it never is (a trim costs the next
+        #: rows out of the buffer at the last flush, and whether the heap was trimmed
+        #: since rows last left it: under load it never is (a trim costs the next
         #: allocations their page faults again), once traffic stops it is, once
-        self._wrote_busy = False
+        self._taken_at_flush = 0
         self._trimmed = True
         self._seq = 0
         self._host = re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname()) or "host"
@@ -349,14 +350,14 @@ class PredictionLog:
                     self._guarded(self._build_queued)
                 built, self._built = self._built, {}
             self._guarded(lambda: self._write_built(built))
-            wrote = bool(built) or self._wrote_busy
             built.clear()  # the written tables, and the request arrays they came from
-            self._wrote_busy = False
-            if wrote:
+            taken = self._taken
+            if taken != self._taken_at_flush:
                 self._trimmed = False
             elif not self._trimmed:  # traffic stopped: give back what the heap kept
                 release_free_memory()
                 self._trimmed = True
+            self._taken_at_flush = taken
             self._report()
 
     def _write_busy(self) -> None:
@@ -372,15 +373,9 @@ class PredictionLog:
                 }
                 for key in busy:
                     del self._built[key]
-            if not busy:
-                return
-            self._guarded(lambda: self._stream_all(busy))
+            for key, tables in busy.items():
+                self._guarded(partial(self._stream, key, tables))
             busy.clear()
-            self._wrote_busy = True
-
-    def _stream_all(self, built: dict[tuple[str, int], list[pa.Table]]) -> None:
-        for key, tables in built.items():
-            self._stream(key, tables)
 
     def _guarded(self, step: Callable[[], None]) -> None:
         try:
@@ -439,7 +434,7 @@ class PredictionLog:
                     self._segments.pop(key, None)  # complete on disk; no longer rewritten
                 stream.write(table)
             except Exception as exc:
-                self._abort_stream(key, table.num_rows, exc)
+                self._abort_stream(self._streams.pop(key, None), key, table.num_rows, exc)
                 continue
             with self._counting:
                 self._taken += table.num_rows
@@ -449,21 +444,16 @@ class PredictionLog:
         try:
             stream.close()
         except Exception as exc:
-            self._abort_stream(key, 0, exc, stream)
+            self._abort_stream(stream, key, 0, exc)
             return
         with self._counting:
             self._counts.written += stream.rows
         self._counts.segments += 1
 
     def _abort_stream(
-        self,
-        key: tuple[str, int],
-        rows: int,
-        exc: Exception,
-        stream: SegmentWriter | None = None,
+        self, stream: SegmentWriter | None, key: tuple[str, int], rows: int, exc: Exception
     ) -> None:
         """Drop ``rows`` (not yet out of the buffer) and the unfinished segment."""
-        stream = stream or self._streams.pop(key, None)
         streamed = 0
         if stream is not None:
             stream.abort()
